@@ -1,0 +1,1 @@
+"""The data contract as pydantic models. Imports nothing else of ours."""

@@ -1,0 +1,76 @@
+"""One canonical episode in memory: what a source + the shared stages hand to the writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.canonical import VECTOR_DIM
+
+FPS = 10
+MAX_EPISODE_SECONDS = 15 * 60
+QualityTier = Literal["high", "low", "actionless"]
+Embodiment = str  # e.g. "human_ego", "franka", "widowx", "agibot_g1"
+
+
+class EpisodeMeta(BaseModel):
+    """The contract's extra keys of `meta/episodes.jsonl` (CONTRACT.md section 5)."""
+
+    model_config = ConfigDict(extra="forbid")
+    source_episode_id: str
+    embodiment: Embodiment
+    has_action: bool
+    quality_tier: QualityTier
+    quality_metrics: dict[str, float] = Field(default_factory=dict)
+    caption: str
+    caption_source: str = Field(pattern=r"^(source|template|vlm:.+)$")
+    task_original: str
+
+
+@dataclass
+class VideoSource:
+    """How to build one output camera stream: output frame k is source frame `frame_indices[k]`."""
+
+    path: Path
+    frame_indices: np.ndarray  # int64 [T]
+
+
+@dataclass
+class CanonicalEpisode:
+    """Canonical vectors at 10 Hz plus what the writer needs to publish them."""
+
+    meta: EpisodeMeta
+    state: np.ndarray  # float32 [T, 146]
+    action: np.ndarray  # float32 [T, 146]
+    state_mask: np.ndarray  # bool [T, 146]
+    action_mask: np.ndarray  # bool [T, 146]
+    videos: dict[str, VideoSource] = field(default_factory=dict)  # feature key -> source
+
+    @property
+    def length(self) -> int:
+        return int(self.state.shape[0])
+
+    def check(self) -> None:
+        """Raise ValueError naming the field when the arrays break the contract."""
+        t = self.length
+        if t == 0:
+            raise ValueError("episode has zero frames")
+        if t > MAX_EPISODE_SECONDS * FPS:
+            raise ValueError(f"episode has {t} frames, more than {MAX_EPISODE_SECONDS} s at {FPS} Hz")
+        for name, dtype in (("state", np.float32), ("action", np.float32),
+                            ("state_mask", np.bool_), ("action_mask", np.bool_)):  # fmt: skip
+            arr = getattr(self, name)
+            if arr.shape != (t, VECTOR_DIM) or arr.dtype != dtype:
+                want = f"{np.dtype(dtype)}[{t}, {VECTOR_DIM}]"
+                raise ValueError(f"{name}: expected {want}, got {arr.dtype}{list(arr.shape)}")
+        for name in ("state", "action"):
+            arr, mask = getattr(self, name), getattr(self, f"{name}_mask")
+            if not np.isfinite(arr[mask]).all():
+                raise ValueError(f"{name}: non-finite value where {name}_mask is true")
+        for key, video in self.videos.items():
+            if len(video.frame_indices) != t:
+                raise ValueError(f"{key}: {len(video.frame_indices)} video frames planned for {t} rows")

@@ -1,0 +1,128 @@
+"""LeRobot v2.1 meta files (reference/lerobot-v21.md): info.json, episodes, tasks, stats."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.episode import EpisodeMeta
+
+CODEBASE_VERSION = "v2.1"
+CHUNKS_SIZE = 1000
+DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+CAMERA_NAMES = ["height", "width", "channels"]
+INDEX_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+INFO_PATH = "meta/info.json"
+EPISODES_PATH = "meta/episodes.jsonl"
+TASKS_PATH = "meta/tasks.jsonl"
+EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
+REJECTS_PATH = "meta/rejects.jsonl"
+CARD_PATH = "meta/dataset_card.json"
+
+
+def episode_chunk(episode_index: int, chunks_size: int = CHUNKS_SIZE) -> int:
+    return episode_index // chunks_size
+
+
+def data_path(episode_index: int) -> str:
+    return DATA_PATH.format(episode_chunk=episode_chunk(episode_index), episode_index=episode_index)
+
+
+def video_path(episode_index: int, video_key: str) -> str:
+    return VIDEO_PATH.format(
+        episode_chunk=episode_chunk(episode_index), video_key=video_key, episode_index=episode_index
+    )
+
+
+class VideoInfo(BaseModel):
+    """The `info` dict of a video feature, as lerobot's `get_video_info` writes it."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    fps: float = Field(alias="video.fps")
+    height: int = Field(alias="video.height")
+    width: int = Field(alias="video.width")
+    channels: int = Field(3, alias="video.channels")
+    codec: str = Field(alias="video.codec")
+    pix_fmt: str = Field(alias="video.pix_fmt")
+    is_depth_map: bool = Field(False, alias="video.is_depth_map")
+    has_audio: bool = False
+
+
+class Feature(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dtype: str
+    shape: list[int]
+    names: list[str] | dict[str, list[str]] | None = None
+    info: VideoInfo | None = None
+
+    @field_validator("shape")
+    @classmethod
+    def _non_empty(cls, v: list[int]) -> list[int]:
+        if not v or any(d <= 0 for d in v):
+            raise ValueError(f"shape must be a non-empty list of positive ints, got {v}")
+        return v
+
+
+class InfoJson(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    codebase_version: Literal["v2.1"] = CODEBASE_VERSION
+    robot_type: str | None = None
+    total_episodes: int
+    total_frames: int
+    total_tasks: int
+    total_videos: int
+    total_chunks: int
+    chunks_size: int = CHUNKS_SIZE
+    fps: int
+    splits: dict[str, str]
+    data_path: str = DATA_PATH
+    video_path: str | None = VIDEO_PATH
+    features: dict[str, Feature]
+
+    @field_validator("features")
+    @classmethod
+    def _feature_names(cls, v: dict[str, Feature]) -> dict[str, Feature]:
+        for name, feat in v.items():
+            if "/" in name:
+                raise ValueError(f"feature name {name!r} contains '/'")
+            if feat.dtype == "video" and feat.names != CAMERA_NAMES:
+                raise ValueError(f"camera {name!r} names must be {CAMERA_NAMES}, got {feat.names}")
+            if feat.dtype != "video" and "image" in name:
+                raise ValueError(f"non-camera feature {name!r} must not contain 'image'")
+        return v
+
+    def video_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f.dtype == "video"]
+
+
+class EpisodeRecord(EpisodeMeta):
+    """One line of `meta/episodes.jsonl`: lerobot's keys plus the contract's extra keys."""
+
+    episode_index: int = Field(ge=0)
+    tasks: list[str]
+    length: int = Field(gt=0)
+
+
+class TaskRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task_index: int = Field(ge=0)
+    task: str
+
+
+class FeatureStats(BaseModel):
+    """min/max/mean/std as nested lists (shape (D,) or (3,1,1) for cameras), count as [n]."""
+
+    model_config = ConfigDict(extra="forbid")
+    min: list[Any]
+    max: list[Any]
+    mean: list[Any]
+    std: list[Any]
+    count: list[int] = Field(min_length=1, max_length=1)
+
+
+class EpisodeStatsRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    episode_index: int = Field(ge=0)
+    stats: dict[str, FeatureStats]
