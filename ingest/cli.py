@@ -1,0 +1,76 @@
+"""`ingest`: thin typer CLI. Parse, validate with pydantic, call one function; heavy imports stay lazy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Ingest embodied datasets into LeRobot v2.1 datasets.", no_args_is_help=True)
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Argument(help="Source name, e.g. egodex (see `ingest sources`).")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="The source's root folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Datasets root; writes OUTPUT/NAME.")],
+    name: Annotated[str | None, typer.Option(help="Dataset folder name (default: the source name).")] = None,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of a local Ray.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel conversions (default: CPU count).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Convert only the first N source episodes.")] = None,
+    max_reject_ratio: Annotated[float, typer.Option(help="Exit non-zero above this reject ratio.")] = 0.05,
+    pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml to read.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Convert every episode of SOURCE under --input into a LeRobot v2.1 dataset."""
+    from ingest.job import RunOptions
+    from ingest.job import run as run_job
+
+    fields = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address}
+    opts = RunOptions(
+        source=source,
+        input=input,
+        output=output,
+        max_reject_ratio=max_reject_ratio,
+        progress=progress,
+        **{k: v for k, v in fields.items() if v is not None},
+    )
+    summary = run_job(opts)
+    typer.echo(
+        f"{summary.dataset_root}: {summary.total_episodes} episodes, {summary.total_frames} frames "
+        f"(this run: {summary.published} published, {summary.rejected} rejected, "
+        f"{summary.skipped_published} already published)"
+    )
+    if summary.rejected:
+        typer.echo(f"rejects: {summary.dataset_root / 'meta' / 'rejects.jsonl'}", err=True)
+    if summary.reject_ratio > opts.max_reject_ratio:
+        typer.echo(f"reject ratio {summary.reject_ratio:.3f} > {opts.max_reject_ratio}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/NAME).")]) -> None:
+    """Check a dataset against the contract; exit 0 only when every check holds."""
+    from ingest.validate import validate_dataset
+
+    problems = validate_dataset(path)
+    for p in problems:
+        typer.echo(f"{p.file}: {p.field}: {p.message}", err=True)
+    if problems:
+        typer.echo(f"{len(problems)} problem(s) in {path}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{path}: valid")
+
+
+@app.command()
+def sources() -> None:
+    """List the known sources."""
+    from ingest.sources import SOURCE_MODULES
+
+    for name in SOURCE_MODULES:
+        typer.echo(name)
+
+
+if __name__ == "__main__":
+    app()

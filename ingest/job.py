@@ -1,0 +1,280 @@
+"""The Ray Data ingest job: discover -> convert (parallel, in workers) -> publish (driver) -> finalise.
+
+Resumable in datatrove's spirit, with the Parquet file as the completion marker:
+- a worker converts one source episode into `ROOT/NAME/.work/staged/<id>/` (atomic directory rename);
+- the driver publishes staged episodes strictly in discovery order (Ray Data keeps order), giving each
+  its `episode_index`, global `index` and `task_index`; the Parquet is written last, by rename;
+- the meta files are rebuilt from what is published.
+A killed run leaves published episodes (a prefix of the discovery order), maybe some staged ones, and
+no half-written file; the re-run skips what is published and reuses what is staged, so it ends with the
+same dataset as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest import writer
+from ingest.errors import EpisodeError
+from ingest.sources import get_source
+from ingest.sources.base import SourceEpisodeRef
+from schemas.pipelines import PipelinesFile, SourceConfig
+from schemas.reject import RejectRecord
+
+DEFAULT_PIPELINES = Path(__file__).resolve().parents[1] / "pipelines.yaml"
+WORK_DIR = ".work"
+
+
+class RunOptions(BaseModel):
+    """What `ingest run` accepts, validated before anything starts."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    input: Path
+    output: Path
+    name: str | None = None
+    address: str | None = None
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    limit: int | None = Field(None, gt=0)
+    max_reject_ratio: float = Field(0.05, ge=0, le=1)
+    pipelines: Path = DEFAULT_PIPELINES
+    progress: bool = True
+
+    @property
+    def dataset_root(self) -> Path:
+        return self.output / (self.name or self.source)
+
+
+class RunSummary(BaseModel):
+    dataset_root: Path
+    discovered: int
+    skipped_published: int
+    published: int
+    rejected: int
+    total_episodes: int
+    total_frames: int
+
+    @property
+    def reject_ratio(self) -> float:
+        attempted = self.discovered - self.skipped_published
+        return self.rejected / attempted if attempted else 0.0
+
+
+class ConvertResult(BaseModel):
+    """One row coming back from a worker: staged directories or a reject."""
+
+    source_episode_id: str
+    staged: list[str] = []
+    reject: RejectRecord | None = None
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+def safe_id(source_episode_id: str) -> str:
+    """A file-system-safe, collision-free directory name for a source episode id."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", source_episode_id)[-80:]
+    digest = hashlib.sha1(source_episode_id.encode()).hexdigest()[:10]
+    return f"{stem}-{digest}"
+
+
+def _staged_parts(staging: Path) -> list[Path] | None:
+    """The parts of a completely staged source episode, or None when it must be (re)converted."""
+    done = staging / "parts.json"
+    if not done.exists():
+        return None
+    parts = [staging / p for p in json.loads(done.read_text())]
+    return parts if all(writer.is_staged(p) for p in parts) else None
+
+
+def convert_one(ref: SourceEpisodeRef, source_name: str, cfg: SourceConfig, work: Path) -> ConvertResult:
+    """Convert and stage one source episode; bad input becomes a reject, never an exception."""
+    staging = work / "staged" / safe_id(ref.source_episode_id)
+    parts = _staged_parts(staging)
+    if parts is not None:
+        return ConvertResult(source_episode_id=ref.source_episode_id, staged=[str(p) for p in parts])
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        episodes = get_source(source_name).convert(ref, cfg)
+        parts = [staging / f"part-{i:03d}" for i in range(len(episodes))]
+        for ep, part in zip(episodes, parts, strict=True):
+            writer.stage_episode(ep, part, cfg.video)
+        (staging / "parts.json").write_text(json.dumps([p.name for p in parts]))
+    except Exception as exc:  # noqa: BLE001 - every failure of one episode is a reject, the run goes on
+        shutil.rmtree(staging, ignore_errors=True)
+        return ConvertResult(source_episode_id=ref.source_episode_id, reject=_reject(ref, exc))
+    return ConvertResult(source_episode_id=ref.source_episode_id, staged=[str(p) for p in parts])
+
+
+def _reject(ref: SourceEpisodeRef, exc: Exception) -> RejectRecord:
+    if isinstance(exc, EpisodeError):
+        return RejectRecord(source_path=exc.path, stage=exc.stage, error=str(exc))
+    path = next(iter(ref.files.values()), ref.source_episode_id)
+    return RejectRecord(source_path=path, stage="convert", error=f"{path}: {type(exc).__name__}: {exc}")
+
+
+def _convert_row(row: dict[str, Any], source_name: str, cfg_json: str, work: str) -> dict[str, Any]:
+    """Ray Data `map` function: one row in (a source episode), one row out (its ConvertResult)."""
+    ref = SourceEpisodeRef.model_validate_json(row["ref"])
+    cfg = PipelinesFile.model_validate({"sources": {source_name: json.loads(cfg_json)}}).source(source_name)
+    return {"result": convert_one(ref, source_name, cfg, Path(work)).model_dump_json()}
+
+
+# ----------------------------------------------------------------------------- driver side
+
+
+class Publisher:
+    """Publishes staged episodes in order; keeps the running episode/frame/task counters."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        published = writer.read_published(root)
+        self.tasks = writer.task_table(published)
+        self.next_episode = len(published)
+        self.next_index = sum(p.record.length for p in published)
+        self.published_ids = {base_id(p.record.source_episode_id) for p in published}
+
+    def publish(self, staged: Path) -> None:
+        caption = writer.staged_caption(staged)
+        task_index = self.tasks.setdefault(caption, len(self.tasks))
+        pub = writer.publish_episode(staged, self.root, self.next_episode, self.next_index, task_index)
+        self.next_episode += 1
+        self.next_index += pub.record.length
+
+
+def base_id(source_episode_id: str) -> str:
+    """The source episode id without the `#<part>` suffix a cut recording gets."""
+    return source_episode_id.split("#", 1)[0]
+
+
+def _rejects_dir(root: Path) -> Path:
+    return root / WORK_DIR / "rejects"
+
+
+def _save_reject(root: Path, reject: RejectRecord, source_episode_id: str) -> None:
+    path = _rejects_dir(root) / f"{safe_id(source_episode_id)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(reject.model_dump_json())
+    os.replace(tmp, path)
+
+
+def _clear_reject(root: Path, source_episode_id: str) -> None:
+    (_rejects_dir(root) / f"{safe_id(source_episode_id)}.json").unlink(missing_ok=True)
+
+
+def _load_rejects(root: Path) -> list[RejectRecord]:
+    files = sorted(_rejects_dir(root).glob("*.json")) if _rejects_dir(root).exists() else []
+    records = [RejectRecord.model_validate_json(f.read_text()) for f in files]
+    return sorted(records, key=lambda r: r.source_path)
+
+
+def _init_ray(opts: RunOptions) -> bool:
+    """Start an embedded Ray (default) or join a cluster; returns whether we started it."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return False
+    if opts.address:
+        ray.init(address=opts.address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=opts.workers,
+            num_gpus=0,
+            include_dashboard=False,
+            object_store_memory=512 * 1024**2,
+            log_to_driver=False,
+        )
+    return True
+
+
+def _convert_stream(
+    refs: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, work: Path
+) -> Iterator[ConvertResult]:
+    """Run the conversions on Ray Data, streaming results back in discovery order."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    items = [{"ref": r.model_dump_json()} for r in refs]
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4096))
+    ds = ds.map(
+        _convert_row,
+        fn_kwargs={"source_name": opts.source, "cfg_json": cfg.model_dump_json(), "work": str(work)},
+        num_cpus=1,
+        compute=ray.data.TaskPoolStrategy(size=opts.workers),
+    )
+    for row in ds.iter_rows():
+        yield ConvertResult.model_validate_json(row["result"])
+
+
+def _progress(enabled: bool, total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rejects]} rejected"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def run(opts: RunOptions) -> RunSummary:
+    """`ingest run`: convert every source episode under `opts.input` into `opts.dataset_root`."""
+    cfg = PipelinesFile.load(opts.pipelines).source(opts.source)
+    source = get_source(opts.source)
+    if not opts.input.exists():
+        raise FileNotFoundError(f"--input {opts.input} does not exist")
+    refs = source.discover(opts.input, cfg)
+    if opts.limit:
+        refs = refs[: opts.limit]
+    root = opts.dataset_root
+    root.mkdir(parents=True, exist_ok=True)
+    publisher = Publisher(root)
+    todo = [r for r in refs if r.source_episode_id not in publisher.published_ids]
+    n_published = n_rejected = 0
+    if todo:
+        started = _init_ray(opts)
+        try:
+            with _progress(opts.progress, len(todo)) as bar:
+                task = bar.add_task(f"ingest {opts.source}", total=len(todo), rejects=0)
+                for result in _convert_stream(todo, opts, cfg, root / WORK_DIR):
+                    if result.reject is not None:
+                        _save_reject(root, result.reject, result.source_episode_id)
+                        n_rejected += 1
+                    else:
+                        for staged in result.staged:
+                            publisher.publish(Path(staged))
+                        shutil.rmtree(Path(result.staged[0]).parent, ignore_errors=True)
+                        _clear_reject(root, result.source_episode_id)
+                        n_published += 1
+                    bar.update(task, advance=1, rejects=n_rejected)
+        finally:
+            if started:
+                import ray
+
+                ray.shutdown()
+    info = writer.finalize_meta(root, opts.source, cfg, _load_rejects(root))
+    return RunSummary(
+        dataset_root=root,
+        discovered=len(refs),
+        skipped_published=len(refs) - len(todo),
+        published=n_published,
+        rejected=n_rejected,
+        total_episodes=info.total_episodes,
+        total_frames=info.total_frames,
+    )

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make compat`: write datasets with our pipeline, then load them with the official lerobot 0.3.3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+COMPAT_VENV=$(bash tests/compat/make_env.sh)
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+export RAY_USAGE_STATS_ENABLED=0
+.venv/bin/python -m tests.fixtures.egodex --out "$WORK/egodex-sample" --episodes 3 --frames 60
+.venv/bin/ingest run egodex --input "$WORK/egodex-sample" --output "$WORK/out" --name fixture --no-progress
+datasets=("$WORK/out/fixture")
+REAL=../shared/realdata/egodex
+if [ -d "$REAL" ]; then
+  .venv/bin/ingest run egodex --input "$REAL" --output "$WORK/out" --name real --no-progress
+  datasets+=("$WORK/out/real")
+fi
+for d in "${datasets[@]}"; do .venv/bin/ingest validate "$d"; done
+"$COMPAT_VENV/bin/python" tests/compat/check_lerobot.py "${datasets[@]}"
