@@ -11,7 +11,9 @@ app = typer.Typer(help="Query ingested datasets and build training mixtures.", n
 
 
 @app.command()
-def datasets(root: Annotated[Path, typer.Argument(help="A datasets root (the --output of ingest run).")]) -> None:
+def datasets(
+    root: Annotated[Path, typer.Argument(help="A datasets root (the --output of ingest run).")],
+) -> None:
     """List the LeRobot datasets under ROOT with their episode and frame counts."""
     from schemas.lerobot import INFO_PATH, InfoJson
 

@@ -20,6 +20,7 @@ TASKS_PATH = "meta/tasks.jsonl"
 EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 REJECTS_PATH = "meta/rejects.jsonl"
 CARD_PATH = "meta/dataset_card.json"
+STATS_PATH = "meta/stats.json"  # global merged stats (lerobot v2.0 / GR00T); v2.1 loaders ignore it
 
 
 def episode_chunk(episode_index: int, chunks_size: int = CHUNKS_SIZE) -> int:

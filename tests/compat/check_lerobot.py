@@ -48,7 +48,8 @@ def check_dataset(root: Path) -> None:
     cams = [k for k, f in info["features"].items() if f["dtype"] == "video"]
     ds = LeRobotDataset(f"local/{root.name}", root=root, video_backend="pyav")
     check(f"{root.name}: loads", True, f"{ds.num_episodes} episodes, {ds.num_frames} frames")
-    check(f"{root.name}: frame count", len(ds) == info["total_frames"], f"{len(ds)} vs {info['total_frames']}")
+    total = info["total_frames"]
+    check(f"{root.name}: frame count", len(ds) == total, f"{len(ds)} vs {total}")
     want = parquet_frames(root)
     ep_of_frame = np.repeat(np.arange(len(episodes)), [e["length"] for e in episodes])
     bad_state = bad_video = bad_task = 0
@@ -62,7 +63,7 @@ def check_dataset(root: Path) -> None:
         for cam in cams:
             h, w, _ = info["features"][cam]["shape"]
             frame = item[cam]
-            if frame.shape != (3, h, w) or not (0.0 <= float(frame.min()) and float(frame.max()) <= 1.0):
+            if frame.shape != (3, h, w) or not (float(frame.min()) >= 0.0 and float(frame.max()) <= 1.0):
                 bad_video += 1
         task_index = int(item["task_index"])
         if item["task"] != tasks[task_index]["task"] or item["task"] not in episodes[ep_of_frame[i]]["tasks"]:
