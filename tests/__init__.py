@@ -1,0 +1,1 @@
+"""EI-Forge tests."""
