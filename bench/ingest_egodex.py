@@ -11,6 +11,7 @@ largest summed RSS of its whole process tree, sampled every 0.1 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import shutil
@@ -43,10 +44,8 @@ def make_input(dst: Path, args: argparse.Namespace) -> None:
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
