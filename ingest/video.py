@@ -1,0 +1,244 @@
+"""Video transcoding (source MP4 -> 10 fps CFR episode MP4), image stats and probing, with PyAV only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ingest.errors import EpisodeError
+from schemas.episode import FPS
+from schemas.lerobot import FeatureStats, VideoInfo
+from schemas.pipelines import VideoConfig
+
+ENCODERS = {"h264": "libx264", "av1": "libsvtav1"}
+SVTAV1_DEFAULT_PRESET = "12"  # lerobot's LIBSVTAV1_DEFAULT_PRESET, used when cfg.preset is an x264 name
+PIX_FMT = "yuv420p"
+STATS_TARGET_SIZE = 150  # lerobot's auto_downsample_height_width
+STATS_MAX_SIZE = 300
+TIME_TOLERANCE_S = 1e-4
+
+
+class VideoResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_frames: int
+    info: VideoInfo
+    stats: FeatureStats
+
+
+class VideoProbe(BaseModel):
+    """What a decoder sees in an MP4 (frames counted by decoding, times from each frame's pts)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_frames: int
+    width: int
+    height: int
+    codec: str
+    pix_fmt: str
+    fps: float
+    first_pts_s: float | None
+    max_spacing_error_s: float  # max |t[k+1] - t[k] - 1/fps|
+    max_time_error_s: float  # max |t[k] - k/fps|: what lerobot's decoder asserts within 1e-4
+    cfr_ok: bool  # spacing within 1e-4 of 1/fps
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stats (lerobot's compute_episode_stats for video features)
+
+
+def stats_sample_indices(n: int) -> np.ndarray:
+    """lerobot's `sample_indices`: about 100 (up to 10,000) evenly spaced indices, all when fewer."""
+    n_samples = max(min(n, 100), min(int(n**0.75), 10_000))
+    return np.round(np.linspace(0, n - 1, n_samples)).astype(np.int64)
+
+
+def _stats_size(width: int, height: int) -> tuple[int, int]:
+    """lerobot's `auto_downsample_height_width`: integer factor so the long side is about 150 px."""
+    if max(width, height) < STATS_MAX_SIZE:
+        return width, height
+    factor = int(max(width, height) / STATS_TARGET_SIZE)
+    return max(1, width // factor), max(1, height // factor)
+
+
+class _ImageStats:
+    """Running per-channel min/max/sum/sum of squares over RGB uint8 frames."""
+
+    def __init__(self) -> None:
+        self.n_frames = 0
+        self.n_pixels = 0
+        self.min = np.full(3, 255.0)
+        self.max = np.zeros(3)
+        self.sum = np.zeros(3)
+        self.sumsq = np.zeros(3)
+
+    def add(self, rgb: np.ndarray) -> None:
+        px = rgb.reshape(-1, 3).astype(np.float64)
+        self.n_frames += 1
+        self.n_pixels += px.shape[0]
+        self.min = np.minimum(self.min, px.min(axis=0))
+        self.max = np.maximum(self.max, px.max(axis=0))
+        self.sum += px.sum(axis=0)
+        self.sumsq += (px * px).sum(axis=0)
+
+    def result(self) -> FeatureStats:
+        mean = self.sum / self.n_pixels
+        std = np.sqrt(np.maximum(self.sumsq / self.n_pixels - mean * mean, 0.0))
+
+        def chw(v: np.ndarray) -> list:
+            return (v / 255.0).reshape(3, 1, 1).tolist()
+
+        return FeatureStats(
+            min=chw(self.min), max=chw(self.max), mean=chw(mean), std=chw(std), count=[self.n_frames]
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transcode
+
+
+def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> av.VideoStream:
+    if cfg.codec == "av1":
+        preset = cfg.preset if cfg.preset.isdigit() else SVTAV1_DEFAULT_PRESET
+        options = {"crf": str(cfg.crf), "preset": preset, "g": str(cfg.gop)}
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told otherwise
+    else:
+        options = {"crf": str(cfg.crf), "preset": cfg.preset, "g": str(cfg.gop)}
+    stream = container.add_stream(ENCODERS[cfg.codec], rate=FPS, options=options)
+    stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, PIX_FMT
+    stream.time_base = Fraction(1, FPS)
+    return stream
+
+
+class _Decoder:
+    """Decodes a source video up to the last needed frame; `n_decoded` counts what it saw."""
+
+    def __init__(self, src: Path) -> None:
+        self.src, self.n_decoded, self.error = src, 0, ""
+
+    def needed(self, frame_indices: np.ndarray) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Yield (source index, frame) for each distinct needed source frame; stop after the last one.
+
+        A decode error mid-stream ends the iteration (it is reported as a short video)."""
+        needed = np.unique(frame_indices)
+        pos = 0
+        with av.open(str(self.src)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = container.decode(stream)
+            while pos < len(needed):
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    return
+                except av.FFmpegError as e:
+                    self.error = f" (decode error: {e})"
+                    return
+                i, self.n_decoded = self.n_decoded, self.n_decoded + 1
+                if i == needed[pos]:
+                    pos += 1
+                    yield i, frame
+
+
+def _encode_frames(
+    decoder: _Decoder, frame_indices: np.ndarray, stream: av.VideoStream, out: av.container.OutputContainer
+) -> tuple[int, _ImageStats]:
+    """Scale each needed source frame once, encode it once per output slot; returns frames encoded."""
+    width, height = stream.width, stream.height
+    stats_w, stats_h = _stats_size(width, height)
+    sampled = set(stats_sample_indices(len(frame_indices)).tolist())
+    stats, k = _ImageStats(), 0
+    for i, frame in decoder.needed(frame_indices):
+        scaled = frame.reformat(width, height, format=PIX_FMT, interpolation="AREA")
+        scaled.pict_type = av.video.frame.PictureType.NONE
+        while k < len(frame_indices) and frame_indices[k] == i:
+            if k in sampled:
+                stats.add(
+                    scaled.reformat(stats_w, stats_h, format="rgb24", interpolation="AREA").to_ndarray()
+                )
+            scaled.pts, scaled.time_base = k, Fraction(1, FPS)
+            out.mux(stream.encode(scaled))
+            k += 1
+    out.mux(stream.encode(None))
+    return k, stats
+
+
+def _check_indices(src: Path, frame_indices: np.ndarray) -> None:
+    if len(frame_indices) == 0:
+        raise EpisodeError(src, "video", "no frames requested", stage="video")
+    if frame_indices[0] < 0 or np.any(np.diff(frame_indices) < 0):
+        raise EpisodeError(
+            src, "video", "frame_indices must be non-negative and non-decreasing", stage="video"
+        )
+
+
+def transcode(src: Path, frame_indices: np.ndarray, dst: Path, cfg: VideoConfig) -> VideoResult:
+    """Encode output frame k = source frame `frame_indices[k]` at 10 fps CFR (pts k/10) into `dst`.
+
+    Raises EpisodeError(stage="video") when the source cannot be read or ends before the last needed
+    frame; `dst` then does not exist.
+    """
+    frame_indices = np.asarray(frame_indices, dtype=np.int64)
+    _check_indices(src, frame_indices)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    decoder = _Decoder(src)
+    try:
+        with av.open(str(tmp), "w", format="mp4") as out:
+            stream = _open_encoder(out, cfg)
+            n, stats = _encode_frames(decoder, frame_indices, stream, out)
+        if n != len(frame_indices):
+            needed = int(frame_indices[-1]) + 1
+            what = f"source has {decoder.n_decoded} frames{decoder.error}, needed {needed}"
+            raise EpisodeError(
+                src, "video", f"{what} ({n} of {len(frame_indices)} output frames)", stage="video"
+            )
+        os.replace(tmp, dst)
+    except EpisodeError:
+        _remove(tmp, dst)
+        raise
+    except (av.FFmpegError, OSError, ValueError, IndexError) as e:
+        _remove(tmp, dst)
+        raise EpisodeError(src, "video", f"cannot transcode: {e}", stage="video") from e
+    info = VideoInfo(fps=FPS, height=cfg.height, width=cfg.width, codec=cfg.codec, pix_fmt=PIX_FMT)
+    return VideoResult(n_frames=n, info=info, stats=stats.result())
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Probe
+
+
+def probe(path: Path, fps: float = FPS) -> VideoProbe:
+    """Decode every frame of `path` and report count, size, codec and timing against `fps`."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        times = [float(f.pts * f.time_base) for f in container.decode(stream) if f.pts is not None]
+        ctx = stream.codec_context
+        codec = ctx.codec.canonical_name
+        width, height, pix_fmt = ctx.width, ctx.height, ctx.pix_fmt or ""
+        rate = float(stream.average_rate or stream.base_rate or 0)
+    t = np.sort(np.asarray(times, dtype=np.float64))
+    spacing = float(np.abs(np.diff(t) - 1 / fps).max()) if len(t) > 1 else 0.0
+    drift = float(np.abs(t - np.arange(len(t)) / fps).max()) if len(t) else 0.0
+    return VideoProbe(
+        n_frames=len(t),
+        width=width,
+        height=height,
+        codec=codec,
+        pix_fmt=pix_fmt,
+        fps=rate,
+        first_pts_s=float(t[0]) if len(t) else None,
+        max_spacing_error_s=spacing,
+        max_time_error_s=drift,
+        cfr_ok=spacing <= TIME_TOLERANCE_S,
+    )

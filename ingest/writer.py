@@ -1,0 +1,482 @@
+"""The LeRobot v2.1 writer: stage an episode (workers), publish it (driver), rebuild meta from disk.
+
+Lifecycle of one episode:
+1. `stage_episode` (a Ray worker): frames Parquet, videos and `staged.json` in a private staging folder,
+   written to `<dir>.tmp` and renamed, so a staging folder is complete or absent.
+2. `publish_episode` (the driver, which owns the episode numbering): adds the index columns, moves the
+   videos into place, then writes the episode Parquet last. Its presence means "published"; its footer
+   carries everything the meta files need (`ei_forge` key-value metadata).
+3. `finalize_meta`: rebuilds every `meta/` file from the Parquet footers alone, so a resumed or repaired
+   dataset gets the same meta as a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from ingest import video
+from ingest.errors import EpisodeError
+from schemas.canonical import VECTOR_DIM, dimension_names
+from schemas.card import DatasetCard
+from schemas.episode import FPS, CanonicalEpisode, EpisodeMeta
+from schemas.lerobot import (
+    CAMERA_NAMES,
+    CARD_PATH,
+    EPISODES_PATH,
+    EPISODES_STATS_PATH,
+    INFO_PATH,
+    REJECTS_PATH,
+    STATS_PATH,
+    TASKS_PATH,
+    VIDEO_PATH,
+    EpisodeRecord,
+    EpisodeStatsRecord,
+    Feature,
+    FeatureStats,
+    InfoJson,
+    TaskRecord,
+    VideoInfo,
+    data_path,
+    episode_chunk,
+    video_path,
+)
+from schemas.pipelines import PIPELINE_VERSION, SourceConfig, VideoConfig, config_sha256
+from schemas.reject import RejectRecord
+
+FRAMES_FILE = "frames.parquet"
+STAGED_FILE = "staged.json"
+FOOTER_KEY = b"ei_forge"
+VECTOR_FEATURES = {  # name -> (CanonicalEpisode attribute, dtype)
+    "observation.state": ("state", "float32"),
+    "action": ("action", "float32"),
+    "observation.state_mask": ("state_mask", "bool"),
+    "action_mask": ("action_mask", "bool"),
+}
+INDEX_DTYPES = {
+    "timestamp": "float32",
+    "frame_index": "int64",
+    "episode_index": "int64",
+    "index": "int64",
+    "task_index": "int64",
+}
+
+
+class StagedEpisode(BaseModel):
+    """`staged.json`: one episode written by a worker, not yet numbered."""
+
+    model_config = ConfigDict(extra="forbid")
+    meta: EpisodeMeta
+    length: int
+    stats: dict[str, FeatureStats]
+    videos: dict[str, VideoInfo]
+    valid_state_dims: list[bool]
+    valid_action_dims: list[bool]
+
+
+class PublishedEpisode(BaseModel):
+    """What the footer of a published episode Parquet carries: everything `finalize_meta` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+    record: EpisodeRecord
+    stats: dict[str, FeatureStats]
+    videos: dict[str, VideoInfo]
+    valid_state_dims: list[bool]
+    valid_action_dims: list[bool]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stats (lerobot's compute_episode_stats / aggregate_stats)
+
+
+def array_stats(x: np.ndarray) -> FeatureStats:
+    """min/max/mean/std over time (axis 0) -> shape (D,); a 1-D array gives shape (1,); count [T].
+
+    Non-finite values (allowed where a mask is false) are left out; a dimension with no finite value
+    gets 0 for every statistic.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x = x[:, None] if x.ndim == 1 else x.reshape(len(x), -1)
+    if np.isfinite(x).all():
+        mn, mx, mean, std = x.min(0), x.max(0), x.mean(0), x.std(0)
+    else:
+        x = np.where(np.isfinite(x), x, np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mn, mx, mean, std = (
+                np.nan_to_num(f(x, axis=0)) for f in (np.nanmin, np.nanmax, np.nanmean, np.nanstd)
+            )
+    return FeatureStats(
+        min=mn.tolist(), max=mx.tolist(), mean=mean.tolist(), std=std.tolist(), count=[len(x)]
+    )
+
+
+def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
+    """Count-weighted merge with the parallel-variance formula (lerobot's `aggregate_feature_stats`)."""
+    means = np.array([p.mean for p in parts], dtype=np.float64)
+    variances = np.array([p.std for p in parts], dtype=np.float64) ** 2
+    counts = np.array([p.count[0] for p in parts], dtype=np.float64).reshape((-1,) + (1,) * (means.ndim - 1))
+    total = counts.sum()
+    mean = (means * counts).sum(0) / total
+    variance = ((variances + (means - mean) ** 2) * counts).sum(0) / total
+    return FeatureStats(
+        min=np.min([p.min for p in parts], axis=0).tolist(),
+        max=np.max([p.max for p in parts], axis=0).tolist(),
+        mean=mean.tolist(),
+        std=np.sqrt(variance).tolist(),
+        count=[int(total)],
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stage (worker)
+
+
+def _fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
+    return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(arr).reshape(-1)), arr.shape[1])
+
+
+def _frames_table(ep: CanonicalEpisode) -> pa.Table:
+    t = ep.length
+    columns = {name: _fixed_list(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
+    columns["timestamp"] = pa.array((np.arange(t) / FPS).astype(np.float32))
+    columns["frame_index"] = pa.array(np.arange(t, dtype=np.int64))
+    return pa.table(columns)
+
+
+def _frame_stats(ep: CanonicalEpisode, table: pa.Table) -> dict[str, FeatureStats]:
+    stats = {name: array_stats(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
+    for name in ("timestamp", "frame_index"):
+        stats[name] = array_stats(table[name].to_numpy())
+    return stats
+
+
+def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedEpisode:
+    folder.mkdir(parents=True)
+    table = _frames_table(ep)
+    pq.write_table(table, folder / FRAMES_FILE)
+    stats = _frame_stats(ep, table)
+    infos: dict[str, VideoInfo] = {}
+    for key, src in ep.videos.items():
+        result = video.transcode(src.path, src.frame_indices, folder / "videos" / f"{key}.mp4", cfg)
+        stats[key], infos[key] = result.stats, result.info
+    staged = StagedEpisode(
+        meta=ep.meta,
+        length=ep.length,
+        stats=stats,
+        videos=infos,
+        valid_state_dims=ep.state_mask.any(axis=0).tolist(),
+        valid_action_dims=ep.action_mask.any(axis=0).tolist(),
+    )
+    (folder / STAGED_FILE).write_text(staged.model_dump_json(by_alias=True))
+    return staged
+
+
+def stage_episode(ep: CanonicalEpisode, staging_dir: Path, video_cfg: VideoConfig) -> StagedEpisode:
+    """Write one episode's frames, videos and stats into `staging_dir` (complete or absent).
+
+    Raises EpisodeError: from the video stage as is, anything else as stage "write".
+    """
+    source_id = ep.meta.source_episode_id
+    try:
+        ep.check()
+    except ValueError as e:
+        raise EpisodeError(source_id, "episode", str(e), stage="write") from e
+    tmp = staging_dir.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        staged = _stage_into(ep, tmp, video_cfg)
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        os.rename(tmp, staging_dir)
+    except EpisodeError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except Exception as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise EpisodeError(source_id, "write", f"{type(e).__name__}: {e}", stage="write") from e
+    return staged
+
+
+def is_staged(staging_dir: Path) -> bool:
+    """True when `staging_dir` holds a completely staged episode (staging is complete or absent)."""
+    return (staging_dir / STAGED_FILE).is_file() and (staging_dir / FRAMES_FILE).is_file()
+
+
+def read_staged(staging_dir: Path) -> StagedEpisode:
+    return StagedEpisode.model_validate_json((staging_dir / STAGED_FILE).read_text())
+
+
+def staged_caption(staging_dir: Path) -> str:
+    """The task string of a staged episode (the driver assigns its task_index before publishing)."""
+    return read_staged(staging_dir).meta.caption
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Publish (driver)
+
+
+def _index_columns(
+    length: int, episode_index: int, index_start: int, task_index: int
+) -> dict[str, np.ndarray]:
+    return {
+        "episode_index": np.full(length, episode_index, dtype=np.int64),
+        "index": np.arange(index_start, index_start + length, dtype=np.int64),
+        "task_index": np.full(length, task_index, dtype=np.int64),
+    }
+
+
+def _ordered_stats(stats: dict[str, FeatureStats]) -> dict[str, FeatureStats]:
+    """Vectors, cameras, then the 5 index columns (the order of `info.json` features)."""
+    first = [k for k in VECTOR_FEATURES if k in stats]
+    last = [k for k in INDEX_DTYPES if k in stats]
+    middle = sorted(k for k in stats if k not in first and k not in last)
+    return {k: stats[k] for k in first + middle + last}
+
+
+def _unpublish(root: Path, episode_index: int, keep: set[str]) -> None:
+    """Unpublish this index (Parquet first) and drop its videos of cameras not in `keep`."""
+    (root / data_path(episode_index)).unlink(missing_ok=True)
+    chunk_dir = root / "videos" / f"chunk-{episode_chunk(episode_index):03d}"
+    for old in chunk_dir.glob(f"*/episode_{episode_index:06d}.mp4"):
+        if old.parent.name not in keep:
+            old.unlink()
+
+
+def _place_video(staging_dir: Path, root: Path, episode_index: int, key: str) -> None:
+    """Move a staged video into place. A staging folder is complete when written, so a missing staged
+    video was already moved by an interrupted publish of this same folder: the placed one is kept."""
+    src, dst = staging_dir / "videos" / f"{key}.mp4", root / video_path(episode_index, key)
+    if src.is_file():
+        _move_file(src, dst)
+    elif not dst.is_file():
+        raise FileNotFoundError(f"{src}: staged video missing and not yet published")
+
+
+def _move_file(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.move(src, tmp)  # a rename on the same filesystem, a copy across filesystems
+    os.replace(tmp, dst)
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path, footer: PublishedEpisode) -> None:
+    metadata = {**(table.schema.metadata or {}), FOOTER_KEY: footer.model_dump_json(by_alias=True).encode()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table.replace_schema_metadata(metadata), tmp)
+    os.replace(tmp, path)
+
+
+def publish_episode(
+    staging_dir: Path, root: Path, episode_index: int, index_start: int, task_index: int
+) -> PublishedEpisode:
+    """Number a staged episode and move it into the dataset at `root`; the Parquet is written last."""
+    staged = read_staged(staging_dir)
+    table = pq.read_table(staging_dir / FRAMES_FILE)
+    if table.num_rows != staged.length:
+        raise ValueError(
+            f"{staging_dir}: {FRAMES_FILE} has {table.num_rows} rows, staged length {staged.length}"
+        )
+    stats = dict(staged.stats)
+    for name, values in _index_columns(staged.length, episode_index, index_start, task_index).items():
+        table = table.append_column(name, pa.array(values))
+        stats[name] = array_stats(values)
+    meta = staged.meta.model_dump()
+    record = EpisodeRecord(**meta, episode_index=episode_index, tasks=[meta["caption"]], length=staged.length)
+    published = PublishedEpisode(
+        record=record,
+        stats=_ordered_stats(stats),
+        videos=staged.videos,
+        valid_state_dims=staged.valid_state_dims,
+        valid_action_dims=staged.valid_action_dims,
+    )
+    _unpublish(root, episode_index, keep=set(staged.videos))
+    for key in staged.videos:
+        _place_video(staging_dir, root, episode_index, key)
+    _write_parquet_atomic(table, root / data_path(episode_index), published)
+    shutil.rmtree(staging_dir)
+    return published
+
+
+def _read_footer(path: Path) -> PublishedEpisode:
+    metadata = pq.read_schema(path).metadata or {}
+    if FOOTER_KEY not in metadata:
+        raise ValueError(f"{path}: no {FOOTER_KEY.decode()!r} key in the Parquet footer")
+    episode = PublishedEpisode.model_validate_json(metadata[FOOTER_KEY])
+    if path.name != Path(data_path(episode.record.episode_index)).name:
+        raise ValueError(f"{path}: footer says episode_index {episode.record.episode_index}")
+    return episode
+
+
+def read_published(root: Path) -> list[PublishedEpisode]:
+    """Every published episode under `root`, from Parquet footers only, sorted by episode_index."""
+    paths = sorted((root / "data").glob("chunk-*/episode_*.parquet"))
+    if not paths:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
+        episodes = list(pool.map(_read_footer, paths))
+    return sorted(episodes, key=lambda e: e.record.episode_index)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Meta (driver)
+
+
+def task_table(published: Sequence[PublishedEpisode]) -> dict[str, int]:
+    """Distinct task strings in first-appearance order -> task_index (what publish must be given)."""
+    table: dict[str, int] = {}
+    for ep in published:
+        for task in ep.record.tasks:
+            table.setdefault(task, len(table))
+    return table
+
+
+def check_numbering(published: Sequence[PublishedEpisode]) -> None:
+    """Raise ValueError unless episodes are 0..N-1, `index` is contiguous from 0 and every episode's
+    task_index column is its task's row in the first-appearance task table (what meta will claim)."""
+    tasks = task_table(published)
+    start = 0
+    for pos, ep in enumerate(published):
+        i, stats = ep.record.episode_index, ep.stats
+        if i != pos:
+            raise ValueError(f"published episodes are not 0..N-1: position {pos} holds episode {i}")
+        if stats["index"].min != [start]:
+            raise ValueError(f"episode {i}: index starts at {int(stats['index'].min[0])}, expected {start}")
+        want = float(tasks[ep.record.tasks[0]])
+        if stats["task_index"].min != [want] or stats["task_index"].max != [want]:
+            raise ValueError(
+                f"episode {i}: task_index {stats['task_index'].min} but tasks.jsonl row {int(want)}"
+            )
+        start += ep.record.length
+
+
+def camera_infos(published: Sequence[PublishedEpisode]) -> dict[str, VideoInfo]:
+    """Camera key -> VideoInfo of the first episode that has it, in first-appearance order."""
+    infos: dict[str, VideoInfo] = {}
+    for ep in published:
+        for key, info in ep.videos.items():
+            infos.setdefault(key, info)
+    return infos
+
+
+def build_features(published: Sequence[PublishedEpisode]) -> dict[str, Feature]:
+    names = dimension_names()
+    features = {
+        name: Feature(dtype=dtype, shape=[VECTOR_DIM], names=names)
+        for name, (_, dtype) in VECTOR_FEATURES.items()
+    }
+    for key, info in camera_infos(published).items():
+        features[key] = Feature(
+            dtype="video", shape=[info.height, info.width, 3], names=CAMERA_NAMES, info=info
+        )
+    for name, dtype in INDEX_DTYPES.items():
+        features[name] = Feature(dtype=dtype, shape=[1], names=None)
+    return features
+
+
+def build_info(published: Sequence[PublishedEpisode], robot_type: str) -> InfoJson:
+    features = build_features(published)
+    n_cameras = sum(f.dtype == "video" for f in features.values())
+    n = len(published)
+    return InfoJson(
+        robot_type=robot_type,
+        total_episodes=n,
+        total_frames=sum(ep.record.length for ep in published),
+        total_tasks=len(task_table(published)),
+        total_videos=n * n_cameras,
+        total_chunks=len({episode_chunk(ep.record.episode_index) for ep in published}),
+        fps=FPS,
+        splits={"train": f"0:{n}"},
+        video_path=VIDEO_PATH if n_cameras else None,
+        features=features,
+    )
+
+
+def global_stats(published: Sequence[PublishedEpisode]) -> dict[str, FeatureStats]:
+    """Per-feature merge over all episodes (`meta/stats.json`)."""
+    keys = list(dict.fromkeys(k for ep in published for k in ep.stats))
+    return {k: merge_stats([ep.stats[k] for ep in published if k in ep.stats]) for k in keys}
+
+
+def build_card(
+    published: Sequence[PublishedEpisode], source_name: str, cfg: SourceConfig, n_rejects: int
+) -> DatasetCard:
+    names = dimension_names()
+    frames = sum(ep.record.length for ep in published)
+
+    def valid(attr: str) -> list[str]:
+        flags = np.zeros(VECTOR_DIM, dtype=bool)
+        for ep in published:
+            flags |= np.asarray(getattr(ep, attr), dtype=bool)
+        return [name for name, ok in zip(names, flags, strict=True) if ok]
+
+    return DatasetCard(
+        source=source_name,
+        source_version=cfg.source_version,
+        license=cfg.license,
+        embodiment_kind=cfg.embodiment_kind,
+        reference_frame=cfg.reference_frame,
+        native_fps=cfg.native_fps,
+        fps=FPS,
+        hours=frames / FPS / 3600,
+        episodes=len(published),
+        frames=frames,
+        rejects=n_rejects,
+        valid_state_dims=valid("valid_state_dims"),
+        valid_action_dims=valid("valid_action_dims"),
+        pipeline_version=PIPELINE_VERSION,
+        pipeline_config_sha256=config_sha256(cfg),
+    )
+
+
+def info_json_text(info: InfoJson) -> str:
+    """`info.json` as lerobot writes it: video `info` dicts with `video.*` keys, no `info` key elsewhere."""
+    data = info.model_dump(mode="json", by_alias=True)
+    for feature in data["features"].values():
+        if feature.get("info") is None:
+            feature.pop("info", None)
+    return json.dumps(data, indent=2) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _jsonl(models: Sequence[BaseModel]) -> str:
+    return "".join(m.model_dump_json(by_alias=True) + "\n" for m in models)
+
+
+def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list[RejectRecord]) -> InfoJson:
+    """Rebuild every `meta/` file from the published Parquet footers (each written atomically).
+
+    Raises ValueError when the published numbering is inconsistent (see `check_numbering`)."""
+    published = read_published(root)
+    check_numbering(published)
+    info = build_info(published, robot_type=cfg.embodiment)
+    tasks = [TaskRecord(task_index=i, task=t) for t, i in task_table(published).items()]
+    episode_stats = [
+        EpisodeStatsRecord(episode_index=ep.record.episode_index, stats=ep.stats) for ep in published
+    ]
+    stats = {k: v.model_dump() for k, v in global_stats(published).items()}
+    _write_atomic(root / INFO_PATH, info_json_text(info))
+    _write_atomic(root / EPISODES_PATH, _jsonl([ep.record for ep in published]))
+    _write_atomic(root / TASKS_PATH, _jsonl(tasks))
+    _write_atomic(root / EPISODES_STATS_PATH, _jsonl(episode_stats))
+    _write_atomic(root / STATS_PATH, json.dumps(stats, indent=2) + "\n")
+    card = build_card(published, source_name, cfg, len(rejects))
+    _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
+    _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    return info

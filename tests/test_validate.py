@@ -1,0 +1,250 @@
+"""ingest/validate.py: a dataset written by the writer validates; each injected corruption is named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ingest.validate import Problem, max_episode_length, validate_dataset
+from ingest.video import transcode
+from ingest.writer import finalize_meta, publish_episode, stage_episode
+from schemas.canonical import VECTOR_DIM
+from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
+from schemas.lerobot import data_path, video_path
+from schemas.pipelines import EgoDexConfig, VideoConfig
+
+CAM = "observation.images.ego"
+VCFG = VideoConfig(width=64, height=48)
+SRC_CFG = EgoDexConfig(
+    format="egodex",
+    source_version="1.0",
+    license="CC-BY-NC-ND",
+    embodiment="human_ego",
+    embodiment_kind="human_action",
+    reference_frame="camera",
+    native_fps=30,
+    video=VCFG,
+)
+LENGTHS = (6, 5, 4)
+EP1 = data_path(1)
+VID1 = video_path(1, CAM)
+
+
+def make_source(path: Path, n: int) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for k in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * k, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def make_episode(length: int, caption: str, src: Path, seed: int) -> CanonicalEpisode:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((length, VECTOR_DIM), dtype=bool)
+    mask[:, 73:83] = True
+    meta = EpisodeMeta(
+        source_episode_id=f"ep_{seed}",
+        embodiment="human_ego",
+        has_action=True,
+        quality_tier="high",
+        caption=caption,
+        caption_source="template",
+        task_original=caption,
+    )
+    state = np.where(mask, rng.normal(size=mask.shape), np.nan).astype(np.float32)
+    return CanonicalEpisode(
+        meta=meta,
+        state=state,
+        action=rng.normal(size=mask.shape).astype(np.float32),
+        state_mask=mask,
+        action_mask=mask.copy(),
+        videos={CAM: VideoSource(path=src, frame_indices=np.arange(length) * 2)},
+    )
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("good")
+    src = make_source(base / "src.mp4", 20)
+    root, start, captions = base / "ds", 0, ["pick", "place", "pick"]
+    for i, (length, caption) in enumerate(zip(LENGTHS, captions, strict=True)):
+        stage_episode(make_episode(length, caption, src, i), base / f"s{i}", VCFG)
+        publish_episode(base / f"s{i}", root, i, start, task_index=["pick", "place"].index(caption))
+        start += length
+    finalize_meta(root, "egodex", SRC_CFG, [])
+    return root
+
+
+@pytest.fixture
+def ds(good: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(good, tmp_path / "ds"))
+
+
+def where(problems: list[Problem]) -> set[tuple[str, str]]:
+    return {(p.file, p.field) for p in problems}
+
+
+def edit_jsonl(path: Path, line: int, change: Callable[[dict], None]) -> None:
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    change(rows[line])
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def edit_column(path: Path, name: str, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    table = pq.read_table(path)
+    i = table.schema.get_field_index(name)
+    values = change(table[name].to_numpy().copy())
+    table = table.set_column(i, table.schema.field(i), pa.array(values, type=table.schema.field(i).type))
+    pq.write_table(table, path)
+
+
+def test_good_dataset_is_valid(good: Path) -> None:
+    assert validate_dataset(good) == []
+
+
+def test_empty_dataset_is_valid(tmp_path: Path) -> None:
+    finalize_meta(tmp_path / "empty", "egodex", SRC_CFG, [])
+    assert validate_dataset(tmp_path / "empty") == []
+
+
+def test_wrong_length(ds: Path) -> None:
+    edit_jsonl(ds / "meta/episodes.jsonl", 1, lambda r: r.update(length=6))
+    problems = validate_dataset(ds)
+    assert ("meta/episodes.jsonl", "length") in where(problems)
+    assert ("meta/info.json", "total_frames") in where(problems)
+    length = next(p for p in problems if p.field == "length")
+    assert length.episode_index == 1 and "5 rows" in length.message
+
+
+def test_non_contiguous_index(ds: Path) -> None:
+    edit_column(ds / data_path(2), "index", lambda v: v + 3)
+    problems = validate_dataset(ds)
+    assert where(problems) == {(data_path(2), "index")}
+    assert "starts at 14, expected 11" in problems[0].message
+
+
+def test_missing_mp4(ds: Path) -> None:
+    (ds / VID1).unlink()
+    assert where(validate_dataset(ds)) == {(VID1, "(file)")}
+
+
+def test_missing_parquet(ds: Path) -> None:
+    (ds / EP1).unlink()
+    assert (EP1, "(file)") in where(validate_dataset(ds))
+
+
+def test_video_with_too_few_frames(ds: Path, good: Path) -> None:
+    transcode(good.parent / "src.mp4", np.arange(3), ds / VID1, VCFG)
+    problems = validate_dataset(ds)
+    assert where(problems) == {(VID1, "frames")}
+    assert "3 frames, episode length 5" in problems[0].message
+
+
+def test_video_of_other_size(ds: Path, good: Path) -> None:
+    cfg = VideoConfig(width=32, height=24)
+    transcode(good.parent / "src.mp4", np.arange(5), ds / VID1, cfg)
+    assert where(validate_dataset(ds)) == {(VID1, "width"), (VID1, "height")}
+
+
+def test_camera_names_rgb(ds: Path) -> None:
+    info = json.loads((ds / "meta/info.json").read_text())
+    info["features"][CAM]["names"] = ["height", "width", "rgb"]
+    (ds / "meta/info.json").write_text(json.dumps(info))
+    assert where(validate_dataset(ds)) == {("meta/info.json", f"features.{CAM}.names")}
+
+
+def test_bad_timestamp(ds: Path) -> None:
+    def shift(ts: np.ndarray) -> np.ndarray:
+        ts[3] += 0.013
+        return ts
+
+    edit_column(ds / data_path(0), "timestamp", shift)
+    assert where(validate_dataset(ds)) == {(data_path(0), "timestamp")}
+
+
+def test_wrong_index_dtype(ds: Path) -> None:
+    table = pq.read_table(ds / EP1)
+    i = table.schema.get_field_index("index")
+    table = table.set_column(i, "index", table["index"].cast(pa.int32()))
+    pq.write_table(table, ds / EP1)
+    assert where(validate_dataset(ds)) == {(EP1, "index")}
+
+
+def test_nan_where_mask_true(ds: Path) -> None:
+    table = pq.read_table(ds / EP1)
+    state = np.stack(table["observation.state"].to_numpy(zero_copy_only=False))
+    state[2, 75] = np.nan
+    column = pa.FixedSizeListArray.from_arrays(pa.array(state.ravel()), VECTOR_DIM)
+    table = table.set_column(table.schema.get_field_index("observation.state"), "observation.state", column)
+    pq.write_table(table, ds / EP1)
+    assert where(validate_dataset(ds)) == {(EP1, "observation.state")}
+
+
+def test_task_index_disagrees_with_episode_tasks(ds: Path) -> None:
+    edit_column(ds / EP1, "task_index", lambda v: v * 0)
+    problems = validate_dataset(ds)
+    assert where(problems) == {(EP1, "task_index")}
+    assert "['pick'" in problems[0].message and "['place']" in problems[0].message
+
+
+def test_quality_tier_inconsistent_with_has_action(ds: Path) -> None:
+    edit_jsonl(ds / "meta/episodes.jsonl", 0, lambda r: r.update(quality_tier="actionless"))
+    assert where(validate_dataset(ds)) == {("meta/episodes.jsonl", "quality_tier")}
+
+
+def test_missing_contract_key(ds: Path) -> None:
+    edit_jsonl(ds / "meta/episodes.jsonl", 2, lambda r: r.pop("caption_source"))
+    assert ("meta/episodes.jsonl", "caption_source") in where(validate_dataset(ds))
+
+
+def test_stats_missing_index_column_and_bad_count(ds: Path) -> None:
+    def change(r: dict) -> None:
+        del r["stats"]["index"]
+        r["stats"]["action"]["count"] = [99]
+
+    edit_jsonl(ds / "meta/episodes_stats.jsonl", 1, change)
+    assert where(validate_dataset(ds)) == {
+        ("meta/episodes_stats.jsonl", "stats.index"),
+        ("meta/episodes_stats.jsonl", "stats.action.count"),
+    }
+
+
+def test_camera_stats_out_of_range(ds: Path) -> None:
+    edit_jsonl(ds / "meta/episodes_stats.jsonl", 0, lambda r: r["stats"][CAM].update(max=[[[255.0]]] * 3))
+    assert where(validate_dataset(ds)) == {("meta/episodes_stats.jsonl", f"stats.{CAM}.max")}
+
+
+def test_card_counts_disagree(ds: Path) -> None:
+    card = json.loads((ds / "meta/dataset_card.json").read_text())
+    card["frames"] += 1
+    (ds / "meta/dataset_card.json").write_text(json.dumps(card))
+    assert where(validate_dataset(ds)) == {("meta/dataset_card.json", "frames")}
+
+
+def test_episode_too_long(ds: Path) -> None:
+    assert max_episode_length(10) == 9000
+    edit_jsonl(ds / "meta/episodes.jsonl", 0, lambda r: r.update(length=9001))
+    assert ("meta/episodes.jsonl", "length") in where(validate_dataset(ds, check_videos=False))
+
+
+def test_stray_parquet_in_data(ds: Path) -> None:
+    shutil.copy(ds / EP1, ds / data_path(7))
+    assert where(validate_dataset(ds)) == {(data_path(7), "(file)")}
+
+
+def test_episode_index_out_of_order(ds: Path) -> None:
+    edit_jsonl(ds / "meta/episodes.jsonl", 2, lambda r: r.update(episode_index=5))
+    assert ("meta/episodes.jsonl", "episode_index") in where(validate_dataset(ds, check_videos=False))

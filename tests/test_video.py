@@ -1,0 +1,134 @@
+"""ingest/video.py: frame selection, timing, codecs, stats and failure modes on small synthetic videos."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from ingest.errors import EpisodeError
+from ingest.video import _Decoder, probe, stats_sample_indices, transcode
+from schemas.pipelines import VideoConfig
+
+STEP = 6  # source frame k has brightness STEP * k
+CFG = VideoConfig(width=64, height=48, crf=18)
+
+
+def make_source(path: Path, n: int, width: int = 64, height: int = 48, fmt: str | None = None) -> Path:
+    """A 30 fps H.264 video whose frame k is uniformly grey at brightness STEP * k."""
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for k in range(n):
+            img = np.full((height, width, 3), STEP * k, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def decode(path: Path) -> tuple[list[Fraction], list[np.ndarray]]:
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+    return [f.pts * f.time_base for f in frames], [f.to_ndarray(format="rgb24") for f in frames]
+
+
+def source_index(rgb: np.ndarray) -> int:
+    return int(round(rgb.mean() / STEP))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_source(tmp_path_factory.mktemp("src") / "src.mp4", 40, width=96, height=64)
+
+
+def test_output_frame_k_is_source_frame_indices_k(source: Path, tmp_path: Path) -> None:
+    idx = np.array([0, 0, 1, 5, 5, 5, 9, 20, 21, 39])
+    result = transcode(source, idx, tmp_path / "out.mp4", CFG)
+    times, rgb = decode(tmp_path / "out.mp4")
+    assert result.n_frames == len(idx) == len(rgb)
+    assert [source_index(x) for x in rgb] == idx.tolist()
+    assert times == [Fraction(k, 10) for k in range(len(idx))]
+    assert rgb[0].shape == (48, 64, 3)  # scaled from 96x64
+
+
+def test_info_and_probe_agree(source: Path, tmp_path: Path) -> None:
+    result = transcode(source, np.arange(0, 36, 3), tmp_path / "out.mp4", CFG)
+    p = probe(tmp_path / "out.mp4")
+    assert (p.n_frames, p.width, p.height, p.codec, p.pix_fmt, p.fps) == (12, 64, 48, "h264", "yuv420p", 10.0)
+    assert p.first_pts_s == 0.0 and p.cfr_ok and p.max_time_error_s < 1e-9
+    assert (result.info.codec, result.info.width, result.info.height, result.info.fps) == ("h264", 64, 48, 10)
+
+
+def test_av1(source: Path, tmp_path: Path) -> None:
+    cfg = VideoConfig(width=64, height=64, codec="av1", crf=20)
+    idx = np.array([2, 4, 4, 30])
+    result = transcode(source, idx, tmp_path / "out.mp4", cfg)
+    times, rgb = decode(tmp_path / "out.mp4")
+    assert [source_index(x) for x in rgb] == idx.tolist()
+    assert times == [Fraction(k, 10) for k in range(4)]
+    assert probe(tmp_path / "out.mp4").codec == result.info.codec == "av1"
+
+
+def test_stats_match_numpy_on_decoded_output(source: Path, tmp_path: Path) -> None:
+    idx = np.arange(0, 40, 2)
+    stats = transcode(source, idx, tmp_path / "out.mp4", CFG).stats
+    _, rgb = decode(tmp_path / "out.mp4")
+    px = np.stack(rgb).reshape(-1, 3).astype(np.float64) / 255
+    assert stats.count == [20]
+    assert np.asarray(stats.mean).shape == (3, 1, 1)
+    np.testing.assert_allclose(np.asarray(stats.mean).ravel(), px.mean(0), atol=0.01)
+    np.testing.assert_allclose(np.asarray(stats.std).ravel(), px.std(0), atol=0.01)
+    np.testing.assert_allclose(np.asarray(stats.min).ravel(), px.min(0), atol=0.02)
+    np.testing.assert_allclose(np.asarray(stats.max).ravel(), px.max(0), atol=0.02)
+
+
+def test_stats_sample_indices() -> None:
+    assert stats_sample_indices(30).tolist() == list(range(30))
+    big = stats_sample_indices(1000)
+    assert len(big) == int(1000**0.75) and big[0] == 0 and big[-1] == 999
+    assert (np.diff(big) > 0).all()
+
+
+def test_decoder_stops_at_last_needed_frame(source: Path) -> None:
+    decoder = _Decoder(source)
+    got = [i for i, _ in decoder.needed(np.array([1, 1, 3, 7]))]
+    assert got == [1, 3, 7]
+    assert decoder.n_decoded == 8
+
+
+def test_short_source_raises_and_leaves_no_file(source: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(EpisodeError) as err:
+        transcode(source, np.arange(30, 45), dst, CFG)
+    assert err.value.path == str(source) and err.value.stage == "video"
+    assert "source has 40 frames, needed 45" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_stream_raises(tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src.ts", 40, fmt="mpegts")
+    src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    dst = tmp_path / "out" / "x.mp4"
+    with pytest.raises(EpisodeError) as err:
+        transcode(src, np.arange(40), dst, CFG)
+    assert str(src) in str(err.value) and "needed 40" in str(err.value)
+    assert not dst.exists() and list(dst.parent.iterdir()) == []
+
+
+def test_unreadable_source_raises(tmp_path: Path) -> None:
+    src = tmp_path / "junk.mp4"
+    src.write_bytes(b"not a video" * 50)
+    with pytest.raises(EpisodeError) as err:
+        transcode(src, np.arange(3), tmp_path / "out.mp4", CFG)
+    assert err.value.path == str(src) and err.value.field == "video"
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_decreasing_indices_rejected(source: Path, tmp_path: Path) -> None:
+    with pytest.raises(EpisodeError, match="non-decreasing"):
+        transcode(source, np.array([3, 2]), tmp_path / "out.mp4", CFG)

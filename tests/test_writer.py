@@ -1,0 +1,319 @@
+"""ingest/writer.py: stage -> publish -> finalize_meta on synthetic episodes (no Ray)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ingest.errors import EpisodeError
+from ingest.video import probe
+from ingest.writer import (
+    StagedEpisode,
+    finalize_meta,
+    is_staged,
+    publish_episode,
+    read_published,
+    stage_episode,
+    staged_caption,
+    task_table,
+)
+from schemas.canonical import VECTOR_DIM, dimension_names
+from schemas.card import DatasetCard
+from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
+from schemas.lerobot import InfoJson, data_path, video_path
+from schemas.pipelines import EgoDexConfig, VideoConfig
+from schemas.reject import RejectRecord
+
+CAM = "observation.images.ego"
+VCFG = VideoConfig(width=64, height=48)
+SRC_CFG = EgoDexConfig(
+    format="egodex",
+    source_version="1.0",
+    license="CC-BY-NC-ND",
+    embodiment="human_ego",
+    embodiment_kind="human_action",
+    reference_frame="camera",
+    native_fps=30,
+    video=VCFG,
+)
+REJECTS = [RejectRecord(source_path="bad.hdf5", stage="read", error="boom")]
+VEC = pa.list_(pa.float32(), VECTOR_DIM)
+MASK = pa.list_(pa.bool_(), VECTOR_DIM)
+
+
+def make_source(path: Path, n: int) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "10"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for k in range(n):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * k, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def make_episode(length: int, caption: str, src: Path | None, seed: int = 0) -> CanonicalEpisode:
+    rng = np.random.default_rng(seed)
+    state_mask = np.zeros((length, VECTOR_DIM), dtype=bool)
+    state_mask[:, 73:83] = True  # right wrist + gripper
+    action_mask = state_mask.copy()
+    action_mask[-1, 80] = False
+    meta = EpisodeMeta(
+        source_episode_id=f"ep_{seed}",
+        embodiment="human_ego",
+        has_action=True,
+        quality_tier="high",
+        quality_metrics={"valid_fraction": 0.9},
+        caption=caption,
+        caption_source="source",
+        task_original=caption.upper(),
+    )
+    videos = {CAM: VideoSource(path=src, frame_indices=np.arange(length) * 3)} if src else {}
+    return CanonicalEpisode(
+        meta=meta,
+        state=rng.normal(size=(length, VECTOR_DIM)).astype(np.float32),
+        action=rng.normal(size=(length, VECTOR_DIM)).astype(np.float32),
+        state_mask=state_mask,
+        action_mask=action_mask,
+        videos=videos,
+    )
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_source(tmp_path_factory.mktemp("src") / "src.mp4", 30)
+
+
+@pytest.fixture
+def episodes(source: Path) -> list[CanonicalEpisode]:
+    return [make_episode(7, "pick the cup", source, 0), make_episode(5, "open the door", source, 1)]
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, episodes: list[CanonicalEpisode]) -> Path:
+    root = tmp_path / "ds"
+    start = 0
+    for i, ep in enumerate(episodes):
+        stage_episode(ep, tmp_path / "staging" / f"s{i}", VCFG)
+        publish_episode(tmp_path / "staging" / f"s{i}", root, i, start, task_index=i)
+        start += ep.length
+    finalize_meta(root, "egodex", SRC_CFG, REJECTS)
+    return root
+
+
+def expected_stats(x: np.ndarray) -> dict[str, list]:
+    x = x.astype(np.float64)
+    return {
+        "min": x.min(0).tolist(),
+        "max": x.max(0).tolist(),
+        "mean": x.mean(0).tolist(),
+        "std": x.std(0).tolist(),
+    }
+
+
+def assert_stats(stats, x: np.ndarray) -> None:
+    for name, want in expected_stats(x).items():
+        np.testing.assert_allclose(getattr(stats, name), want, rtol=1e-6, atol=1e-9, err_msg=name)
+    assert stats.count == [len(x)]
+
+
+def test_stage_writes_frames_videos_and_stats(tmp_path: Path, episodes: list[CanonicalEpisode]) -> None:
+    ep = episodes[0]
+    staged = stage_episode(ep, tmp_path / "s0", VCFG)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0"]  # the .tmp folder was renamed
+    table = pq.read_table(tmp_path / "s0" / "frames.parquet")
+    assert table.schema.field("observation.state").type == VEC
+    assert table.schema.field("action_mask").type == MASK
+    assert table["timestamp"].type == pa.float32() and table["frame_index"].type == pa.int64()
+    np.testing.assert_array_equal(np.stack(table["action"].to_numpy(zero_copy_only=False)), ep.action)
+    np.testing.assert_array_equal(table["timestamp"].to_numpy(), (np.arange(7) / 10).astype(np.float32))
+    assert probe(tmp_path / "s0" / "videos" / f"{CAM}.mp4").n_frames == 7
+    assert StagedEpisode.model_validate_json((tmp_path / "s0" / "staged.json").read_text()) == staged
+    assert is_staged(tmp_path / "s0") and not is_staged(tmp_path / "s1")
+    assert staged_caption(tmp_path / "s0") == "pick the cup"
+    assert_stats(staged.stats["observation.state"], ep.state)
+    assert_stats(staged.stats["action_mask"], ep.action_mask)
+    assert_stats(staged.stats["timestamp"], np.arange(7, dtype=np.float32) / 10)
+    assert staged.stats["frame_index"].mean == [3.0]
+    assert np.asarray(staged.stats[CAM].mean).shape == (3, 1, 1)
+    assert staged.valid_state_dims == ep.state_mask.any(0).tolist() and sum(staged.valid_state_dims) == 10
+
+
+def test_stats_ignore_nan_where_masked(tmp_path: Path) -> None:
+    ep = make_episode(6, "x", None)
+    ep.state[:, 0] = np.nan  # dim 0 is masked everywhere
+    ep.state[2, 1] = np.inf
+    stats = stage_episode(ep, tmp_path / "s", VCFG).stats["observation.state"]
+    assert stats.mean[0] == 0.0 and stats.std[0] == 0.0
+    np.testing.assert_allclose(
+        stats.mean[1], np.delete(ep.state[:, 1], 2).astype(np.float64).mean(), rtol=1e-6
+    )
+
+
+def test_stage_failures_become_episode_errors(tmp_path: Path, source: Path) -> None:
+    bad = make_episode(20, "x", source)  # needs source frame 57 of 30
+    with pytest.raises(EpisodeError) as err:
+        stage_episode(bad, tmp_path / "s", VCFG)
+    assert err.value.stage == "video" and err.value.path == str(source)
+    assert list(tmp_path.iterdir()) == []
+    wrong = make_episode(4, "x", None)
+    wrong.action = wrong.action[:, :10]
+    with pytest.raises(EpisodeError, match="action") as err:
+        stage_episode(wrong, tmp_path / "s", VCFG)
+    assert err.value.stage == "write" and err.value.path == "ep_0"
+
+
+def test_publish_exact_dtypes_values_and_contiguous_index(
+    dataset: Path, episodes: list[CanonicalEpisode]
+) -> None:
+    tables = [pq.read_table(dataset / data_path(i)) for i in range(2)]
+    for i, (table, ep) in enumerate(zip(tables, episodes, strict=True)):
+        types = {f.name: f.type for f in table.schema}
+        assert types == {
+            "observation.state": VEC,
+            "action": VEC,
+            "observation.state_mask": MASK,
+            "action_mask": MASK,
+            "timestamp": pa.float32(),
+            "frame_index": pa.int64(),
+            "episode_index": pa.int64(),
+            "index": pa.int64(),
+            "task_index": pa.int64(),
+        }
+        np.testing.assert_array_equal(
+            np.stack(table["observation.state"].to_numpy(zero_copy_only=False)), ep.state
+        )
+        np.testing.assert_array_equal(
+            np.stack(table["observation.state_mask"].to_numpy(zero_copy_only=False)), ep.state_mask
+        )
+        assert table["episode_index"].to_pylist() == [i] * ep.length
+        assert table["task_index"].to_pylist() == [i] * ep.length
+        assert table["frame_index"].to_pylist() == list(range(ep.length))
+        assert probe(dataset / video_path(i, CAM)).n_frames == ep.length
+    index = np.concatenate([t["index"].to_numpy() for t in tables])
+    np.testing.assert_array_equal(index, np.arange(12))
+    assert not (dataset.parent / "staging" / "s0").exists()
+
+
+def test_read_published_from_footers(dataset: Path, episodes: list[CanonicalEpisode]) -> None:
+    published = read_published(dataset)
+    assert [p.record.episode_index for p in published] == [0, 1]
+    assert [p.record.tasks for p in published] == [["pick the cup"], ["open the door"]]
+    assert published[1].record.length == 5 and published[1].record.task_original == "OPEN THE DOOR"
+    idx = published[1].stats["index"]
+    assert (idx.min, idx.max, idx.count) == ([7.0], [11.0], [5])
+    np.testing.assert_allclose(idx.std, [np.arange(7, 12).std()])
+    assert published[1].stats["episode_index"].mean == [1.0]
+    assert published[0].videos[CAM].width == 64
+    assert_stats(published[1].stats["action"], episodes[1].action)
+
+
+def test_republish_same_index_overwrites(dataset: Path, source: Path, tmp_path: Path) -> None:
+    replacement = make_episode(4, "pick the cup", source, seed=9)
+    stage_episode(replacement, tmp_path / "again", VCFG)
+    publish_episode(tmp_path / "again", dataset, 1, 7, task_index=0)
+    table = pq.read_table(dataset / data_path(1))
+    assert table.num_rows == 4 and table["index"].to_pylist() == [7, 8, 9, 10]
+    assert probe(dataset / video_path(1, CAM)).n_frames == 4
+    assert read_published(dataset)[1].record.source_episode_id == "ep_9"
+    assert not list(dataset.rglob("*.tmp"))
+
+
+def test_finalize_meta_contents(dataset: Path, episodes: list[CanonicalEpisode]) -> None:
+    info = InfoJson.model_validate_json((dataset / "meta/info.json").read_text())
+    assert (info.total_episodes, info.total_frames, info.total_tasks, info.total_videos) == (2, 12, 2, 2)
+    assert (info.total_chunks, info.fps, info.robot_type) == (1, 10, "human_ego")
+    assert info.splits == {"train": "0:2"}
+    assert info.features["observation.state"].names == dimension_names()
+    assert info.features["action_mask"].dtype == "bool" and info.features["action_mask"].shape == [146]
+    cam = info.features[CAM]
+    assert (cam.dtype, cam.shape, cam.names) == ("video", [48, 64, 3], ["height", "width", "channels"])
+    assert cam.info.codec == "h264" and cam.info.fps == 10
+    raw = json.loads((dataset / "meta/info.json").read_text())
+    assert raw["features"][CAM]["info"]["video.pix_fmt"] == "yuv420p"
+    assert raw["features"]["index"] == {"dtype": "int64", "shape": [1], "names": None}
+    tasks = [json.loads(line) for line in (dataset / "meta/tasks.jsonl").read_text().splitlines()]
+    assert tasks == [{"task_index": 0, "task": "pick the cup"}, {"task_index": 1, "task": "open the door"}]
+    eps = [json.loads(line) for line in (dataset / "meta/episodes.jsonl").read_text().splitlines()]
+    got = [(e["episode_index"], e["length"], e["tasks"]) for e in eps]
+    assert got == [(0, 7, ["pick the cup"]), (1, 5, ["open the door"])]
+    stats_lines = (dataset / "meta/episodes_stats.jsonl").read_text().splitlines()
+    assert json.loads(stats_lines[1])["stats"]["index"]["count"] == [5]
+    card = DatasetCard.model_validate_json((dataset / "meta/dataset_card.json").read_text())
+    assert (card.episodes, card.frames, card.rejects) == (2, 12, 1)
+    assert card.hours == pytest.approx(12 / 10 / 3600)
+    assert card.valid_state_dims == dimension_names()[73:83]
+    rejects = (dataset / "meta/rejects.jsonl").read_text().splitlines()
+    assert [json.loads(r)["source_path"] for r in rejects] == ["bad.hdf5"]
+
+
+def test_global_stats_equal_numpy_over_all_frames(dataset: Path, episodes: list[CanonicalEpisode]) -> None:
+    stats = json.loads((dataset / "meta/stats.json").read_text())
+    state = np.concatenate([ep.state for ep in episodes])
+    for name, want in expected_stats(state).items():
+        np.testing.assert_allclose(stats["observation.state"][name], want, rtol=1e-5, atol=1e-6)
+    assert stats["observation.state"]["count"] == [12]
+    np.testing.assert_allclose(stats["index"]["std"], [np.arange(12).std()])
+    assert stats[CAM]["count"] == [12] and np.asarray(stats[CAM]["mean"]).shape == (3, 1, 1)
+
+
+def test_meta_rebuilt_after_deletion_is_identical(dataset: Path) -> None:
+    before = {p.name: p.read_bytes() for p in (dataset / "meta").iterdir()}
+    shutil.rmtree(dataset / "meta")
+    finalize_meta(dataset, "egodex", SRC_CFG, REJECTS)
+    after = {p.name: p.read_bytes() for p in (dataset / "meta").iterdir()}
+    assert after == before
+    assert len(before) == 7
+
+
+def test_empty_dataset_meta(tmp_path: Path) -> None:
+    info = finalize_meta(tmp_path / "empty", "egodex", SRC_CFG, [])
+    assert (info.total_episodes, info.total_frames, info.total_chunks, info.video_path) == (0, 0, 0, None)
+    assert info.splits == {"train": "0:0"} and not info.video_keys()
+    assert (tmp_path / "empty/meta/rejects.jsonl").read_text() == ""
+    assert (tmp_path / "empty/meta/episodes.jsonl").read_text() == ""
+    assert DatasetCard.model_validate_json((tmp_path / "empty/meta/dataset_card.json").read_text()).hours == 0
+
+
+def test_task_table_first_appearance(dataset: Path, source: Path, tmp_path: Path) -> None:
+    stage_episode(make_episode(3, "pick the cup", source, 5), tmp_path / "s2", VCFG)
+    publish_episode(tmp_path / "s2", dataset, 2, 12, task_index=0)
+    assert task_table(read_published(dataset)) == {"pick the cup": 0, "open the door": 1}
+
+
+def test_republish_without_camera_removes_old_video(dataset: Path, tmp_path: Path) -> None:
+    stage_episode(make_episode(5, "open the door", None, 3), tmp_path / "nocam", VCFG)
+    publish_episode(tmp_path / "nocam", dataset, 1, 7, task_index=1)
+    assert not (dataset / video_path(1, CAM)).exists()
+    assert (dataset / video_path(0, CAM)).exists()
+
+
+def test_publish_resumes_after_interruption(tmp_path: Path, source: Path) -> None:
+    staging, root = tmp_path / "s", tmp_path / "ds"
+    stage_episode(make_episode(6, "pick", source), staging, VCFG)
+    moved = root / video_path(0, CAM)  # an interrupted publish had moved the video, not written the Parquet
+    moved.parent.mkdir(parents=True)
+    (staging / "videos" / f"{CAM}.mp4").rename(moved)
+    assert read_published(root) == []
+    publish_episode(staging, root, 0, 0, task_index=0)
+    assert probe(moved).n_frames == 6 and pq.read_table(root / data_path(0)).num_rows == 6
+
+
+def test_finalize_refuses_inconsistent_numbering(dataset: Path, source: Path, tmp_path: Path) -> None:
+    stage_episode(make_episode(3, "open the door", source, 4), tmp_path / "s2", VCFG)
+    publish_episode(tmp_path / "s2", dataset, 2, 12, task_index=0)  # "open the door" is task 1
+    with pytest.raises(ValueError, match="episode 2: task_index"):
+        finalize_meta(dataset, "egodex", SRC_CFG, [])
+    stage_episode(make_episode(3, "open the door", source, 4), tmp_path / "s2", VCFG)
+    publish_episode(tmp_path / "s2", dataset, 2, 13, task_index=1)
+    with pytest.raises(ValueError, match="episode 2: index starts at 13, expected 12"):
+        finalize_meta(dataset, "egodex", SRC_CFG, [])
