@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -180,15 +181,17 @@ def _load_rejects(root: Path) -> list[RejectRecord]:
 
 def _init_ray(opts: RunOptions) -> bool:
     """Start an embedded Ray (default) or join a cluster; returns whether we started it."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
     if opts.address:
-        ray.init(address=opts.address, log_to_driver=False)
+        ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         ray.init(
+            logging_level=logging.WARNING,
             num_cpus=opts.workers,
             num_gpus=0,
             include_dashboard=False,
