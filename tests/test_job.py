@@ -28,7 +28,8 @@ BAD_KINDS = ["truncated_mp4", "no_mp4", "missing_joint", "nan_pose", "zero_lengt
 
 
 def _opts(inp: Path, out: Path, **kw) -> RunOptions:
-    return RunOptions(**{"source": "egodex", "input": inp, "output": out, "workers": 2, "progress": False, **kw})
+    base = {"source": "egodex", "input": inp, "output": out, "workers": 2, "progress": False}
+    return RunOptions(**{**base, **kw})
 
 
 def _episodes(root: Path) -> list[dict]:
@@ -84,9 +85,9 @@ def test_rerun_skips_published_and_cli_exit_status(mixed_input, tmp_path: Path) 
     run(_opts(inp, tmp_path, max_reject_ratio=1.0))
     root = tmp_path / "egodex"
     first = {p.name: p.stat().st_mtime_ns for p in root.glob("data/chunk-000/*.parquet")}
-    result = CliRunner().invoke(
-        app, ["run", "egodex", "--input", str(inp), "--output", str(tmp_path), "--workers", "2", "--no-progress"]
-    )
+    args = ["run", "egodex", "--input", str(inp), "--output", str(tmp_path), "--workers", "2"]
+    args.append("--no-progress")
+    result = CliRunner().invoke(app, args)
     # Only the six bad episodes were attempted again: ratio 1.0 > 0.05, so the exit status is 1.
     assert result.exit_code == 1, result.output
     assert "4 episodes" in result.output and "4 already published" in result.output
