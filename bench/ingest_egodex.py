@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -41,34 +40,44 @@ def make_input(dst: Path, args: argparse.Namespace) -> None:
     write_dataset(dst, args.episodes, args.frames, width=args.width, height=args.height)
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
+class TreeSampler:
+    """Samples a process tree: peak summed RSS, and CPU seconds per process (its last sample counts).
+
+    Ray's workers are children of the raylet, which is never reaped by the job's process, so
+    getrusage(RUSAGE_CHILDREN) misses them; sampling the tree sees every process."""
+
+    def __init__(self, pid: int) -> None:
+        self.root, self.peak_rss, self.cpu = psutil.Process(pid), 0, {}
+
+    def sample(self) -> None:
+        rss = 0
+        for p in [self.root, *self.root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                rss += p.memory_info().rss
+                self.cpu[(p.pid, p.create_time())] = t.user + t.system
+        self.peak_rss = max(self.peak_rss, rss)
 
 
 def run_ingest(inp: Path, out: Path, workers: int) -> dict[str, float]:
     cmd = [str(Path(sys.executable).parent / "ingest"), "run", "egodex", "--input", str(inp)]
     cmd += ["--output", str(out), "--workers", str(workers), "--no-progress", "--max-reject-ratio", "0"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    ps, peak = psutil.Process(proc.pid), 0
+    tree = TreeSampler(proc.pid)
     while proc.poll() is None:
-        peak = max(peak, tree_rss(ps))
+        with contextlib.suppress(psutil.Error):
+            tree.sample()
         time.sleep(0.1)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode:
         raise SystemExit(f"ingest run failed with exit status {proc.returncode}")
     info = json.loads((out / "egodex" / "meta" / "info.json").read_text())
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = sum(tree.cpu.values())
     frames = info["total_frames"]
     return {"episodes": info["total_episodes"], "frames": frames, "wall_s": wall, "cpu_s": cpu,
             "frames_per_s": frames / wall, "frames_per_cpu_s": frames / cpu if cpu else 0.0,
-            "peak_rss_mib": peak / 2**20}  # fmt: skip
+            "peak_rss_mib": tree.peak_rss / 2**20}  # fmt: skip
 
 
 def main() -> None:
