@@ -11,7 +11,9 @@ Inputs per 10 Hz frame t: camera pose `T_cam[t]` (world_from_camera), wrist pose
 - masks: wrist valid iff its confidence >= threshold; keypoint j valid iff its confidence >= threshold
   and the wrist is valid; gripper valid iff thumb tip and index tip are valid. action mask at t < T-1 is
   `state_mask[t] & state_mask[t+1]` for position/rotation and `state_mask[t+1]` for gripper/keypoints;
-  last frame: `state_mask[T-1]`. Masked values are 0.0. No confidences: everything is valid.
+  last frame: `state_mask[T-1]`. No confidences: everything is valid.
+- A masked value keeps what the source measured (low confidence is not absence; nothing is invented):
+  the mask alone says not to train on it. Only a side the source does not have is zeros (`assemble`).
 """
 
 from __future__ import annotations
@@ -122,8 +124,8 @@ def build_side(
     smask = state_mask(confidence, threshold, t)
     amask = action_mask(smask)
     return SideArrays(
-        state=np.where(smask, state, 0.0).astype(np.float32),
-        action=np.where(amask, action, 0.0).astype(np.float32),
+        state=state.astype(np.float32),
+        action=action.astype(np.float32),
         state_mask=smask,
         action_mask=amask,
     )
