@@ -94,6 +94,8 @@ def _staged_parts(staging: Path) -> list[Path] | None:
     if not done.exists():
         return None
     parts = [staging / p for p in json.loads(done.read_text())]
+    # A cut recording whose run died between two parts has lost the published parts' folders: it is
+    # converted again, and the Publisher skips the parts already published.
     return parts if all(writer.is_staged(p) for p in parts) else None
 
 
@@ -142,12 +144,27 @@ class Publisher:
         self.tasks = writer.task_table(published)
         self.next_episode = len(published)
         self.next_index = sum(p.record.length for p in published)
-        self.published_ids = {base_id(p.record.source_episode_id) for p in published}
+        self.published = {p.record.source_episode_id for p in published}
+
+    def is_done(self, ref: SourceEpisodeRef, work: Path) -> bool:
+        """Published, and not a cut recording whose later parts were still waiting when a run died."""
+        started = any(base_id(i) == ref.source_episode_id for i in self.published)
+        return started and not (work / "staged" / safe_id(ref.source_episode_id)).exists()
+
+    def publish_all(self, staged: list[str]) -> None:
+        """Publish every part of one source episode, then drop its staging folder."""
+        for part in staged:
+            self.publish(Path(part))
+        if staged:
+            shutil.rmtree(Path(staged[0]).parent, ignore_errors=True)
 
     def publish(self, staged: Path) -> None:
-        caption = writer.staged_caption(staged)
-        task_index = self.tasks.setdefault(caption, len(self.tasks))
+        meta = writer.read_staged(staged).meta
+        if meta.source_episode_id in self.published:  # a part published before the run died
+            return
+        task_index = self.tasks.setdefault(meta.caption, len(self.tasks))
         pub = writer.publish_episode(staged, self.root, self.next_episode, self.next_index, task_index)
+        self.published.add(meta.source_episode_id)
         self.next_episode += 1
         self.next_index += pub.record.length
 
@@ -248,7 +265,7 @@ def run(opts: RunOptions) -> RunSummary:
     root = opts.dataset_root
     root.mkdir(parents=True, exist_ok=True)
     publisher = Publisher(root)
-    todo = [r for r in refs if r.source_episode_id not in publisher.published_ids]
+    todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
     n_published = n_rejected = 0
     if todo:
         started = _init_ray(opts)
@@ -260,9 +277,7 @@ def run(opts: RunOptions) -> RunSummary:
                         _save_reject(root, result.reject, result.source_episode_id)
                         n_rejected += 1
                     else:
-                        for staged in result.staged:
-                            publisher.publish(Path(staged))
-                        shutil.rmtree(Path(result.staged[0]).parent, ignore_errors=True)
+                        publisher.publish_all(result.staged)
                         _clear_reject(root, result.source_episode_id)
                         n_published += 1
                     bar.update(task, advance=1, rejects=n_rejected)

@@ -216,11 +216,6 @@ def read_staged(staging_dir: Path) -> StagedEpisode:
     return StagedEpisode.model_validate_json((staging_dir / STAGED_FILE).read_text())
 
 
-def staged_caption(staging_dir: Path) -> str:
-    """The task string of a staged episode (the driver assigns its task_index before publishing)."""
-    return read_staged(staging_dir).meta.caption
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Publish (driver)
 

@@ -160,3 +160,39 @@ def test_cluster_path_with_address(ray_head: str, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", probe, ray_head], capture_output=True, text=True)
     assert int(out.stdout.strip().splitlines()[-1]) >= 2, out.stderr  # the ingest driver + this probe
     shutil.rmtree(root)
+
+
+def test_cut_recording_resumes_between_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recording cut into parts, with the run dying after two of four parts were published."""
+    from ingest.job import Publisher, convert_one
+    from ingest.sources import egodex
+    from ingest.writer import finalize_meta
+    from schemas.pipelines import PipelinesFile
+
+    monkeypatch.setattr(egodex, "MAX_FRAMES", 10)  # 94 source frames -> 32 at 10 Hz -> 10+10+10+2
+    write_episode(tmp_path / "in" / "test" / "long_task", 0, 94)
+    cfg = PipelinesFile.load(RunOptions.model_fields["pipelines"].default).source("egodex")
+    (ref,) = egodex.SOURCE.discover(tmp_path / "in", cfg)
+
+    def ingest(root: Path, die_after: int | None) -> None:
+        pub = Publisher(root)
+        if pub.is_done(ref, root / ".work"):
+            return
+        staged = convert_one(ref, "egodex", cfg, root / ".work").staged
+        if die_after is not None:
+            for part in staged[:die_after]:
+                pub.publish(Path(part))
+            return
+        pub.publish_all(staged)
+        finalize_meta(root, "egodex", cfg, [])
+
+    ingest(tmp_path / "whole", None)
+    ingest(tmp_path / "killed", 2)
+    assert Publisher(tmp_path / "killed").next_episode == 2
+    ingest(tmp_path / "killed", None)
+    ids = [e["source_episode_id"] for e in _episodes(tmp_path / "killed")]
+    assert ids == [f"test/long_task/0#{i}" for i in range(4)]
+    assert [e["length"] for e in _episodes(tmp_path / "killed")] == [10, 10, 10, 2]
+    assert validate_dataset(tmp_path / "killed") == []
+    assert _snapshot(tmp_path / "killed") == _snapshot(tmp_path / "whole")
+    assert Publisher(tmp_path / "killed").is_done(ref, tmp_path / "killed/.work")

@@ -21,8 +21,8 @@ from ingest.writer import (
     is_staged,
     publish_episode,
     read_published,
+    read_staged,
     stage_episode,
-    staged_caption,
     task_table,
 )
 from schemas.canonical import VECTOR_DIM, dimension_names
@@ -139,7 +139,7 @@ def test_stage_writes_frames_videos_and_stats(tmp_path: Path, episodes: list[Can
     assert probe(tmp_path / "s0" / "videos" / f"{CAM}.mp4").n_frames == 7
     assert StagedEpisode.model_validate_json((tmp_path / "s0" / "staged.json").read_text()) == staged
     assert is_staged(tmp_path / "s0") and not is_staged(tmp_path / "s1")
-    assert staged_caption(tmp_path / "s0") == "pick the cup"
+    assert read_staged(tmp_path / "s0").meta.caption == "pick the cup"
     assert_stats(staged.stats["observation.state"], ep.state)
     assert_stats(staged.stats["action_mask"], ep.action_mask)
     assert_stats(staged.stats["timestamp"], np.arange(7, dtype=np.float32) / 10)
