@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ from schemas.reject import RejectRecord
 
 DEFAULT_PIPELINES = Path(__file__).resolve().parents[1] / "pipelines.yaml"
 WORK_DIR = ".work"
+EPISODES_PER_TASK = 4
 
 
 class RunOptions(BaseModel):
@@ -129,6 +131,9 @@ def _convert_row(row: dict[str, Any], source_name: str, cfg_json: str, work: str
     """Ray Data `map` function: one row in (a source episode), one row out (its ConvertResult)."""
     ref = SourceEpisodeRef.model_validate_json(row["ref"])
     cfg = PipelinesFile.model_validate({"sources": {source_name: json.loads(cfg_json)}}).source(source_name)
+    # Each task reserves one CPU: its codecs get one thread unless pipelines.yaml says otherwise, so that
+    # N workers use N cores without oversubscribing them.
+    cfg.video.threads = cfg.video.threads or 1
     return {"result": convert_one(ref, source_name, cfg, Path(work)).model_dump_json()}
 
 
@@ -218,6 +223,11 @@ def _init_ray(opts: RunOptions) -> bool:
     return True
 
 
+def _num_blocks(n_items: int, workers: int) -> int:
+    """A few episodes per Ray task (its scheduling cost is ~0.2 s), at least two tasks per worker."""
+    return min(n_items, max(2 * workers, math.ceil(n_items / EPISODES_PER_TASK)))
+
+
 def _convert_stream(
     refs: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, work: Path
 ) -> Iterator[ConvertResult]:
@@ -229,7 +239,7 @@ def _convert_stream(
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     items = [{"ref": r.model_dump_json()} for r in refs]
-    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 4096))
+    ds = ray.data.from_items(items, override_num_blocks=_num_blocks(len(items), opts.workers))
     ds = ds.map(
         _convert_row,
         fn_kwargs={"source_name": opts.source, "cfg_json": cfg.model_dump_json(), "work": str(work)},

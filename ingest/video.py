@@ -108,6 +108,8 @@ def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> 
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told otherwise
     else:
         options = {"crf": str(cfg.crf), "preset": cfg.preset, "g": str(cfg.gop)}
+    if cfg.threads:
+        options["threads"] = str(cfg.threads)
     stream = container.add_stream(ENCODERS[cfg.codec], rate=FPS, options=options)
     stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, PIX_FMT
     stream.time_base = Fraction(1, FPS)
@@ -117,8 +119,8 @@ def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> 
 class _Decoder:
     """Decodes a source video up to the last needed frame; `n_decoded` counts what it saw."""
 
-    def __init__(self, src: Path) -> None:
-        self.src, self.n_decoded, self.error = src, 0, ""
+    def __init__(self, src: Path, threads: int = 0) -> None:
+        self.src, self.threads, self.n_decoded, self.error = src, threads, 0, ""
 
     def needed(self, frame_indices: np.ndarray) -> Iterator[tuple[int, av.VideoFrame]]:
         """Yield (source index, frame) for each distinct needed source frame; stop after the last one.
@@ -129,6 +131,8 @@ class _Decoder:
         with av.open(str(self.src)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if self.threads:
+                stream.thread_count = self.threads
             frames = container.decode(stream)
             while pos < len(needed):
                 try:
@@ -186,7 +190,7 @@ def transcode(src: Path, frame_indices: np.ndarray, dst: Path, cfg: VideoConfig)
     _check_indices(src, frame_indices)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    decoder = _Decoder(src)
+    decoder = _Decoder(src, cfg.threads)
     try:
         with av.open(str(tmp), "w", format="mp4") as out:
             stream = _open_encoder(out, cfg)

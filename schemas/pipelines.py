@@ -25,10 +25,11 @@ class VideoConfig(BaseModel):
     crf: int = Field(23, ge=0, le=63)
     preset: str = "veryfast"
     gop: int = Field(10, gt=0)
+    threads: int = Field(0, ge=0, description="codec threads per conversion; 0 lets FFmpeg choose")
 
 
 class QualityConfig(BaseModel):
-    """First tier rule: `high` when both thresholds hold, else `low` (docs/QUALITY.md)."""
+    """First tier rule: `high` when both thresholds hold, else `low` (docs/CONTRACT.md)."""
 
     model_config = ConfigDict(extra="forbid")
     min_valid_fraction: float = Field(0.8, ge=0, le=1)
