@@ -104,7 +104,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 def test_killed_run_resumes_to_the_same_dataset(tmp_path: Path) -> None:
     inp = tmp_path / "in"
-    write_dataset(inp, 6, 240, width=640, height=360)
+    write_dataset(inp, 12, 150, width=320, height=180)
     whole = tmp_path / "whole"
     run(_opts(inp, whole, workers=1))
     cmd = [str(BIN / "ingest"), "run", "egodex", "--input", str(inp), "--output", str(tmp_path / "killed")]
@@ -116,10 +116,10 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path: Path) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     published = sorted((tmp_path / "killed/egodex/data").rglob("*.parquet"))
-    assert 2 <= len(published) < 6, "the kill must land halfway"
+    assert 2 <= len(published) < 12, "the kill must land halfway"
     result = subprocess.run([*cmd, "--workers", "1", "--no-progress"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert f"{6 - len(published)} published" in result.stdout
+    assert f"{12 - len(published)} published" in result.stdout
     assert _snapshot(tmp_path / "killed/egodex") == _snapshot(whole / "egodex")
 
 
