@@ -35,6 +35,7 @@ from schemas.reject import RejectRecord
 DEFAULT_PIPELINES = Path(__file__).resolve().parents[1] / "pipelines.yaml"
 WORK_DIR = ".work"
 EPISODES_PER_TASK = 4
+PARTS_FILE = "parts.json"
 
 
 class RunOptions(BaseModel):
@@ -92,10 +93,10 @@ def safe_id(source_episode_id: str) -> str:
 
 def _staged_parts(staging: Path) -> list[Path] | None:
     """The parts of a completely staged source episode, or None when it must be (re)converted."""
-    done = staging / "parts.json"
-    if not done.exists():
+    try:
+        parts = [staging / p for p in json.loads((staging / PARTS_FILE).read_text())]
+    except (OSError, ValueError):
         return None
-    parts = [staging / p for p in json.loads(done.read_text())]
     # A cut recording whose run died between two parts has lost the published parts' folders: it is
     # converted again, and the Publisher skips the parts already published.
     return parts if all(writer.is_staged(p) for p in parts) else None
@@ -113,7 +114,9 @@ def convert_one(ref: SourceEpisodeRef, source_name: str, cfg: SourceConfig, work
         parts = [staging / f"part-{i:03d}" for i in range(len(episodes))]
         for ep, part in zip(episodes, parts, strict=True):
             writer.stage_episode(ep, part, cfg.video)
-        (staging / "parts.json").write_text(json.dumps([p.name for p in parts]))
+        tmp = staging / f".{PARTS_FILE}.tmp"
+        tmp.write_text(json.dumps([p.name for p in parts]))
+        os.replace(tmp, staging / PARTS_FILE)  # the marker that staging is complete
     except Exception as exc:  # noqa: BLE001 - every failure of one episode is a reject, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
         return ConvertResult(source_episode_id=ref.source_episode_id, reject=_reject(ref, exc))
