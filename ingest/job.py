@@ -47,7 +47,7 @@ class RunOptions(BaseModel):
     output: Path
     name: str | None = None
     address: str | None = None
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    workers: int | None = Field(None, gt=0, description="default: this machine's CPUs, or the cluster's")
     limit: int | None = Field(None, gt=0)
     max_reject_ratio: float = Field(0.05, ge=0, le=1)
     pipelines: Path = DEFAULT_PIPELINES
@@ -204,26 +204,27 @@ def _load_rejects(root: Path) -> list[RejectRecord]:
     return sorted(records, key=lambda r: r.source_path)
 
 
-def _init_ray(opts: RunOptions) -> bool:
-    """Start an embedded Ray (default) or join a cluster; returns whether we started it."""
+def _init_ray(opts: RunOptions) -> tuple[bool, int]:
+    """Start an embedded Ray (default) or join a cluster.
+
+    Returns whether we started it (and so must shut it down) and how many conversions run at once."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     import ray
 
-    if ray.is_initialized():
-        return False
-    if opts.address:
+    started = not ray.is_initialized()
+    if started and opts.address:
         ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
-    else:
+    elif started:
         ray.init(
             logging_level=logging.WARNING,
-            num_cpus=opts.workers,
+            num_cpus=opts.workers or os.cpu_count() or 1,
             num_gpus=0,
             include_dashboard=False,
             object_store_memory=512 * 1024**2,
             log_to_driver=False,
         )
-    return True
+    return started, opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _num_blocks(n_items: int, workers: int) -> int:
@@ -232,7 +233,7 @@ def _num_blocks(n_items: int, workers: int) -> int:
 
 
 def _convert_stream(
-    refs: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, work: Path
+    refs: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, work: Path, workers: int
 ) -> Iterator[ConvertResult]:
     """Run the conversions on Ray Data, streaming results back in discovery order."""
     import ray
@@ -242,12 +243,12 @@ def _convert_stream(
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     items = [{"ref": r.model_dump_json()} for r in refs]
-    ds = ray.data.from_items(items, override_num_blocks=_num_blocks(len(items), opts.workers))
+    ds = ray.data.from_items(items, override_num_blocks=_num_blocks(len(items), workers))
     ds = ds.map(
         _convert_row,
         fn_kwargs={"source_name": opts.source, "cfg_json": cfg.model_dump_json(), "work": str(work)},
         num_cpus=1,
-        compute=ray.data.TaskPoolStrategy(size=opts.workers),
+        compute=ray.data.TaskPoolStrategy(size=workers),
     )
     for row in ds.iter_rows():
         yield ConvertResult.model_validate_json(row["result"])
@@ -281,11 +282,11 @@ def run(opts: RunOptions) -> RunSummary:
     todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
     n_published = n_rejected = 0
     if todo:
-        started = _init_ray(opts)
+        started, workers = _init_ray(opts)
         try:
             with _progress(opts.progress, len(todo)) as bar:
                 task = bar.add_task(f"ingest {opts.source}", total=len(todo), rejects=0)
-                for result in _convert_stream(todo, opts, cfg, root / WORK_DIR):
+                for result in _convert_stream(todo, opts, cfg, root / WORK_DIR, workers):
                     if result.reject is not None:
                         _save_reject(root, result.reject, result.source_episode_id)
                         n_rejected += 1

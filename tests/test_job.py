@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -20,7 +21,7 @@ from typer.testing import CliRunner
 from ingest.cli import app
 from ingest.job import RunOptions, run
 from ingest.validate import validate_dataset
-from tests.fixtures.egodex import BAD_FIELD, write_dataset, write_episode
+from tests.fixtures.egodex import BAD_FIELD, decode_frame_index, write_dataset, write_episode
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -40,6 +41,13 @@ def _vectors(root: Path, episode_index: int) -> dict[str, np.ndarray]:
     table = pq.read_table(root / f"data/chunk-000/episode_{episode_index:06d}.parquet")
     keys = ("observation.state", "action", "observation.state_mask", "action_mask", "index")
     return {k: np.asarray(table.column(k).to_pylist()) for k in keys}
+
+
+def _video_source_frames(root: Path, episode_index: int) -> list[int]:
+    """Which source frame each output frame shows (the fixture paints its index into every frame)."""
+    path = root / f"videos/chunk-000/observation.images.ego/episode_{episode_index:06d}.mp4"
+    with av.open(str(path)) as container:
+        return [decode_frame_index(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +78,7 @@ def test_local_run_publishes_good_and_rejects_bad(mixed_input, tmp_path: Path) -
         np.testing.assert_array_equal(got["observation.state_mask"], want.state_mask)
         np.testing.assert_array_equal(got["index"], np.arange(start, start + ep["length"]))
         assert ep["caption"] == want.caption
+        assert _video_source_frames(root, ep["episode_index"]) == want.frame_indices.tolist()
         start += ep["length"]
     rejects = [json.loads(line) for line in (root / "meta/rejects.jsonl").read_text().splitlines()]
     assert len(rejects) == len(BAD_KINDS)
