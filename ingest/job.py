@@ -12,6 +12,7 @@ same dataset as an uninterrupted run.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -267,46 +269,62 @@ def _progress(enabled: bool, total: int):
     )
 
 
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One run per dataset at a time: a second one fails at once instead of interleaving episodes."""
+    (root / WORK_DIR).mkdir(parents=True, exist_ok=True)
+    with open(root / WORK_DIR / "lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `ingest run` is writing {root}") from None
+        yield
+
+
+def _convert_and_publish(
+    todo: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, publisher: Publisher
+) -> tuple[int, int]:
+    """Stream conversions from Ray and publish them in order; returns (published, rejected)."""
+    root, n_published, n_rejected = publisher.root, 0, 0
+    started, workers = _init_ray(opts)
+    try:
+        with _progress(opts.progress, len(todo)) as bar:
+            task = bar.add_task(f"ingest {opts.source}", total=len(todo), rejects=0)
+            for result in _convert_stream(todo, opts, cfg, root / WORK_DIR, workers):
+                if result.reject is not None:
+                    _save_reject(root, result.reject, result.source_episode_id)
+                    n_rejected += 1
+                else:
+                    publisher.publish_all(result.staged)
+                    _clear_reject(root, result.source_episode_id)
+                    n_published += 1
+                bar.update(task, advance=1, rejects=n_rejected)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return n_published, n_rejected
+
+
 def run(opts: RunOptions) -> RunSummary:
     """`ingest run`: convert every source episode under `opts.input` into `opts.dataset_root`."""
     cfg = PipelinesFile.load(opts.pipelines).source(opts.source)
-    source = get_source(opts.source)
     if not opts.input.exists():
         raise FileNotFoundError(f"--input {opts.input} does not exist")
-    refs = source.discover(opts.input, cfg)
-    if opts.limit:
-        refs = refs[: opts.limit]
+    refs = get_source(opts.source).discover(opts.input, cfg)[: opts.limit]
     root = opts.dataset_root
-    root.mkdir(parents=True, exist_ok=True)
-    publisher = Publisher(root)
-    todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
-    n_published = n_rejected = 0
-    if todo:
-        started, workers = _init_ray(opts)
-        try:
-            with _progress(opts.progress, len(todo)) as bar:
-                task = bar.add_task(f"ingest {opts.source}", total=len(todo), rejects=0)
-                for result in _convert_stream(todo, opts, cfg, root / WORK_DIR, workers):
-                    if result.reject is not None:
-                        _save_reject(root, result.reject, result.source_episode_id)
-                        n_rejected += 1
-                    else:
-                        publisher.publish_all(result.staged)
-                        _clear_reject(root, result.source_episode_id)
-                        n_published += 1
-                    bar.update(task, advance=1, rejects=n_rejected)
-        finally:
-            if started:
-                import ray
-
-                ray.shutdown()
-    info = writer.finalize_meta(root, opts.source, cfg, _load_rejects(root))
+    with _exclusive(root):
+        publisher = Publisher(root)
+        todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
+        published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
+        info = writer.finalize_meta(root, opts.source, cfg, _load_rejects(root))
     return RunSummary(
         dataset_root=root,
         discovered=len(refs),
         skipped_published=len(refs) - len(todo),
-        published=n_published,
-        rejected=n_rejected,
+        published=published,
+        rejected=rejected,
         total_episodes=info.total_episodes,
         total_frames=info.total_frames,
     )

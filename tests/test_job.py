@@ -205,3 +205,12 @@ def test_cut_recording_resumes_between_parts(tmp_path: Path, monkeypatch: pytest
     assert validate_dataset(tmp_path / "killed") == []
     assert _snapshot(tmp_path / "killed") == _snapshot(tmp_path / "whole")
     assert Publisher(tmp_path / "killed").is_done(ref, tmp_path / "killed/.work")
+
+
+def test_second_run_on_the_same_dataset_fails_at_once(tmp_path: Path) -> None:
+    from ingest.job import _exclusive
+
+    write_dataset(tmp_path / "in", 1, 10)
+    with _exclusive(tmp_path / "out" / "egodex"), pytest.raises(RuntimeError, match="another `ingest run`"):
+        run(_opts(tmp_path / "in", tmp_path / "out"))
+    assert not (tmp_path / "out/egodex/meta").exists()
