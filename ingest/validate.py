@@ -31,6 +31,7 @@ from schemas.lerobot import (
     EPISODES_PATH,
     EPISODES_STATS_PATH,
     INFO_PATH,
+    MODALITY_PATH,
     REJECTS_PATH,
     STATS_PATH,
     TASKS_PATH,
@@ -40,6 +41,7 @@ from schemas.lerobot import (
     Feature,
     FeatureStats,
     InfoJson,
+    ModalityJson,
     TaskRecord,
     data_path,
     episode_chunk,
@@ -510,12 +512,26 @@ def _check_stray_data(root: Path, episodes: list[_Episode], report: Report) -> N
             _add(report, rel, "(file)", f"not an episode listed in {EPISODES_PATH}")
 
 
-def _check_global_stats(root: Path, report: Report) -> None:
-    """`meta/stats.json` is optional for lerobot v2.1 (GR00T reads it); when present it must parse."""
+def _check_gr00t_files(root: Path, info: InfoJson, report: Report) -> None:
+    """`meta/stats.json` and `meta/modality.json` are optional for lerobot v2.1 (GR00T reads them);
+    when present they must parse, and the modality slices must stay inside the vectors."""
     if (root / STATS_PATH).is_file():
         data = _read_json(root, STATS_PATH, report)
         if data is not None:
             _parse(GlobalStats, data, STATS_PATH, report)
+    if (root / MODALITY_PATH).is_file():
+        data = _read_json(root, MODALITY_PATH, report)
+        modality = None if data is None else _parse(ModalityJson, data, MODALITY_PATH, report)
+        for group, key in (("state", "observation.state"), ("action", "action")):
+            width = info.features[key].shape[0] if key in info.features else 0
+            for name, sl in (getattr(modality, group) if modality else {}).items():
+                if not 0 <= sl.start < sl.end <= width:
+                    _add(
+                        report, MODALITY_PATH, f"{group}.{name}", f"slice {sl.start}:{sl.end} outside {width}"
+                    )
+        for name, cam in (modality.video if modality else {}).items():
+            if cam.get("original_key") not in info.video_keys():
+                _add(report, MODALITY_PATH, f"video.{name}", f"{cam.get('original_key')} is not a camera")
 
 
 def _map(fn: Callable, items: list, workers: int) -> list:
@@ -560,5 +576,5 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
         report.extend(res.problems)
     _check_index_contiguity(episodes, results, report)
     _check_stray_data(root, episodes, report)
-    _check_global_stats(root, report)
+    _check_gr00t_files(root, info, report)
     return report

@@ -36,6 +36,7 @@ from schemas.lerobot import (
     EPISODES_PATH,
     EPISODES_STATS_PATH,
     INFO_PATH,
+    MODALITY_PATH,
     REJECTS_PATH,
     STATS_PATH,
     TASKS_PATH,
@@ -49,6 +50,7 @@ from schemas.lerobot import (
     VideoInfo,
     data_path,
     episode_chunk,
+    modality_json,
     video_path,
 )
 from schemas.pipelines import PIPELINE_VERSION, SourceConfig, VideoConfig, config_sha256
@@ -474,4 +476,6 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
     card = build_card(published, source_name, cfg, len(rejects))
     _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
     _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    modality = modality_json(info.video_keys())
+    _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
     return info

@@ -127,3 +127,47 @@ class EpisodeStatsRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     episode_index: int = Field(ge=0)
     stats: dict[str, FeatureStats]
+
+
+# --------------------------------------------------------------------------- GR00T `meta/modality.json`
+
+MODALITY_PATH = "meta/modality.json"
+
+
+class ModalitySlice(BaseModel):
+    """A named `[start, end)` slice of `observation.state` or `action` (GR00T's modality.json)."""
+
+    model_config = ConfigDict(extra="forbid")
+    start: int = Field(ge=0)
+    end: int = Field(gt=0)
+    absolute: bool = True
+    rotation_type: str | None = None
+
+
+class ModalityJson(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: dict[str, ModalitySlice]
+    action: dict[str, ModalitySlice]
+    video: dict[str, dict[str, str]]
+    annotation: dict[str, dict[str, str]]
+
+
+def modality_json(video_keys: list[str]) -> ModalityJson:
+    """The canonical vector's parts as GR00T modality slices; cameras renamed to their last key part.
+
+    Action position and rotation are deltas (`absolute: false`); gripper and keypoints are targets."""
+    from schemas.canonical import PARTS, SIDES, part_slice
+
+    rotation = {"rotation": "rotation_6d"}
+    state, action = {}, {}
+    for side in SIDES:
+        for part in PARTS:
+            sl = part_slice(side, part)
+            key = f"{side}_{part}"
+            rot = rotation.get(part)
+            state[key] = ModalitySlice(start=sl.start, end=sl.stop, rotation_type=rot)
+            delta = part in ("position", "rotation")
+            action[key] = ModalitySlice(start=sl.start, end=sl.stop, absolute=not delta, rotation_type=rot)
+    video = {k.removeprefix("observation.images."): {"original_key": k} for k in video_keys}
+    annotation = {"human.task_description": {"original_key": "task_index"}}
+    return ModalityJson(state=state, action=action, video=video, annotation=annotation)

@@ -248,3 +248,11 @@ def test_stray_parquet_in_data(ds: Path) -> None:
 def test_episode_index_out_of_order(ds: Path) -> None:
     edit_jsonl(ds / "meta/episodes.jsonl", 2, lambda r: r.update(episode_index=5))
     assert ("meta/episodes.jsonl", "episode_index") in where(validate_dataset(ds, check_videos=False))
+
+
+def test_modality_slice_outside_the_vector(ds: Path) -> None:
+    path = ds / "meta/modality.json"
+    data = json.loads(path.read_text())
+    data["action"]["right_keypoints"]["end"] = 150
+    path.write_text(json.dumps(data))
+    assert ("meta/modality.json", "action.right_keypoints") in where(validate_dataset(ds))

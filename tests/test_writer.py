@@ -272,7 +272,7 @@ def test_meta_rebuilt_after_deletion_is_identical(dataset: Path) -> None:
     finalize_meta(dataset, "egodex", SRC_CFG, REJECTS)
     after = {p.name: p.read_bytes() for p in (dataset / "meta").iterdir()}
     assert after == before
-    assert len(before) == 7
+    assert len(before) == 8  # the seven meta files of the contract + GR00T modality.json
 
 
 def test_empty_dataset_meta(tmp_path: Path) -> None:
@@ -317,3 +317,22 @@ def test_finalize_refuses_inconsistent_numbering(dataset: Path, source: Path, tm
     publish_episode(tmp_path / "s2", dataset, 2, 13, task_index=1)
     with pytest.raises(ValueError, match="episode 2: index starts at 13, expected 12"):
         finalize_meta(dataset, "egodex", SRC_CFG, [])
+
+
+def test_modality_json_slices_tile_the_vector_and_match_the_names() -> None:
+    from schemas.lerobot import modality_json
+
+    m = modality_json([CAM])
+    names = dimension_names()
+    for group in (m.state, m.action):
+        spans = sorted((s.start, s.end) for s in group.values())
+        assert spans[0][0] == 0 and spans[-1][1] == VECTOR_DIM
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+        for key, s in group.items():
+            side, part = key.split("_", 1)
+            prefix = {"rotation": "rot6d", "keypoints": "keypoint"}.get(part, part)
+            assert all(n.startswith(f"{side}.{prefix}") for n in names[s.start : s.end]), key
+    assert [k for k, s in m.action.items() if not s.absolute] == [
+        "left_position", "left_rotation", "right_position", "right_rotation",
+    ]  # fmt: skip
+    assert m.video == {"ego": {"original_key": CAM}}
