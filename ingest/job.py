@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import logging
 import math
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest import writer
+from ingest.cluster import init_ray, progress, quiet_data_context, shutdown_ray
 from ingest.errors import EpisodeError
 from ingest.sources import get_source
 from ingest.sources.base import SourceEpisodeRef
@@ -206,29 +206,6 @@ def _load_rejects(root: Path) -> list[RejectRecord]:
     return sorted(records, key=lambda r: r.source_path)
 
 
-def _init_ray(opts: RunOptions) -> tuple[bool, int]:
-    """Start an embedded Ray (default) or join a cluster.
-
-    Returns whether we started it (and so must shut it down) and how many conversions run at once."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
-    import ray
-
-    started = not ray.is_initialized()
-    if started and opts.address:
-        ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
-    elif started:
-        ray.init(
-            logging_level=logging.WARNING,
-            num_cpus=opts.workers or os.cpu_count() or 1,
-            num_gpus=0,
-            include_dashboard=False,
-            object_store_memory=512 * 1024**2,
-            log_to_driver=False,
-        )
-    return started, opts.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
 def _num_blocks(n_items: int, workers: int) -> int:
     """A few episodes per Ray task (its scheduling cost is ~0.2 s), at least two tasks per worker."""
     return min(n_items, max(2 * workers, math.ceil(n_items / EPISODES_PER_TASK)))
@@ -240,10 +217,7 @@ def _convert_stream(
     """Run the conversions on Ray Data, streaming results back in discovery order."""
     import ray
 
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
+    quiet_data_context()
     items = [{"ref": r.model_dump_json()} for r in refs]
     ds = ray.data.from_items(items, override_num_blocks=_num_blocks(len(items), workers))
     ds = ds.map(
@@ -254,19 +228,6 @@ def _convert_stream(
     )
     for row in ds.iter_rows():
         yield ConvertResult.model_validate_json(row["result"])
-
-
-def _progress(enabled: bool, total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rejects]} rejected"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
 
 
 @contextmanager
@@ -286,9 +247,9 @@ def _convert_and_publish(
 ) -> tuple[int, int]:
     """Stream conversions from Ray and publish them in order; returns (published, rejected)."""
     root, n_published, n_rejected = publisher.root, 0, 0
-    started, workers = _init_ray(opts)
+    started, workers = init_ray(opts.address, opts.workers)
     try:
-        with _progress(opts.progress, len(todo)) as bar:
+        with progress(opts.progress) as bar:
             task = bar.add_task(f"ingest {opts.source}", total=len(todo), rejects=0)
             for result in _convert_stream(todo, opts, cfg, root / WORK_DIR, workers):
                 if result.reject is not None:
@@ -300,10 +261,7 @@ def _convert_and_publish(
                     n_published += 1
                 bar.update(task, advance=1, rejects=n_rejected)
     finally:
-        if started:
-            import ray
-
-            ray.shutdown()
+        shutdown_ray(started)
     return n_published, n_rejected
 
 

@@ -1,0 +1,60 @@
+"""Ray set-up and the progress bar, shared by the ingest and latents jobs."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def init_ray(address: str | None, workers: int | None) -> tuple[bool, int]:
+    """Start an embedded Ray (default) or join the cluster at `address`.
+
+    Returns whether we started it (and so must shut it down) and how many CPU tasks run at once:
+    `workers`, or else the CPUs Ray sees (this machine's, or the whole cluster's)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+    import ray
+
+    started = not ray.is_initialized()
+    if started and address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    elif started:
+        ray.init(
+            logging_level=logging.WARNING,
+            num_cpus=workers or os.cpu_count() or 1,
+            num_gpus=0,
+            include_dashboard=False,
+            object_store_memory=512 * 1024**2,
+            log_to_driver=False,
+        )
+    return started, workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def shutdown_ray(started: bool) -> None:
+    if started:
+        import ray
+
+        ray.shutdown()
+
+
+def quiet_data_context(preserve_order: bool = True) -> None:
+    """Ray Data in order, without its own progress bars (ours is the rich one)."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = preserve_order
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rejects]} rejected"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
