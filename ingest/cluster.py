@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -43,6 +44,7 @@ def quiet_data_context(preserve_order: bool = True) -> None:
     """Ray Data in order, without its own progress bars (ours is the rich one)."""
     import ray
 
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"ray\.data\..*")
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = preserve_order
     ctx.enable_progress_bars = False

@@ -188,19 +188,20 @@ def _rejects_dir(root: Path) -> Path:
     return root / WORK_DIR / "rejects"
 
 
-def _save_reject(root: Path, reject: RejectRecord, source_episode_id: str) -> None:
-    path = _rejects_dir(root) / f"{safe_id(source_episode_id)}.json"
+def save_reject(root: Path, reject: RejectRecord, key: str) -> None:
+    """Keep a reject across runs (`.work/rejects/`); `meta/rejects.jsonl` is rebuilt from them."""
+    path = _rejects_dir(root) / f"{safe_id(key)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(reject.model_dump_json())
     os.replace(tmp, path)
 
 
-def _clear_reject(root: Path, source_episode_id: str) -> None:
-    (_rejects_dir(root) / f"{safe_id(source_episode_id)}.json").unlink(missing_ok=True)
+def clear_reject(root: Path, key: str) -> None:
+    (_rejects_dir(root) / f"{safe_id(key)}.json").unlink(missing_ok=True)
 
 
-def _load_rejects(root: Path) -> list[RejectRecord]:
+def load_rejects(root: Path) -> list[RejectRecord]:
     files = sorted(_rejects_dir(root).glob("*.json")) if _rejects_dir(root).exists() else []
     records = [RejectRecord.model_validate_json(f.read_text()) for f in files]
     return sorted(records, key=lambda r: r.source_path)
@@ -253,11 +254,11 @@ def _convert_and_publish(
             task = bar.add_task(f"ingest {opts.source}", total=len(todo), rejects=0)
             for result in _convert_stream(todo, opts, cfg, root / WORK_DIR, workers):
                 if result.reject is not None:
-                    _save_reject(root, result.reject, result.source_episode_id)
+                    save_reject(root, result.reject, result.source_episode_id)
                     n_rejected += 1
                 else:
                     publisher.publish_all(result.staged)
-                    _clear_reject(root, result.source_episode_id)
+                    clear_reject(root, result.source_episode_id)
                     n_published += 1
                 bar.update(task, advance=1, rejects=n_rejected)
     finally:
@@ -276,7 +277,7 @@ def run(opts: RunOptions) -> RunSummary:
         publisher = Publisher(root)
         todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
         published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
-        info = writer.finalize_meta(root, opts.source, cfg, _load_rejects(root))
+        info = writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
     return RunSummary(
         dataset_root=root,
         discovered=len(refs),

@@ -23,12 +23,13 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.numpy import save_file
 from torch import nn
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
 from ingest.errors import EpisodeError
-from ingest.video import _Decoder
+from ingest.video import Decoder
 from schemas.latents import (
     FRAME_INDEX_KEY,
     IMAGE_SIZE,
@@ -279,7 +280,7 @@ def latent_frames(length: int, stride: int) -> np.ndarray:
 
 def _rgb_frames(path: Path, frame_indices: np.ndarray, resize: ResizePolicy) -> Iterator[np.ndarray]:
     """RGB uint8 frames at the policy's resized size, converted and scaled once in the codec scaler."""
-    decoder, count, size = _Decoder(path), 0, None
+    decoder, count, size = Decoder(path), 0, None
     for _, frame in decoder.needed(frame_indices):
         if size is None:
             size = resized_size(frame.height, frame.width, resize)
@@ -319,9 +320,32 @@ def encode_video(path: Path, frame_indices: np.ndarray, encoder: Encoder, batch_
     return np.concatenate(out)
 
 
-def write_episode_latents(path: Path, latents: np.ndarray, frame_index: np.ndarray) -> None:
+def decode_chunks(
+    path: Path, frame_indices: np.ndarray, resize: ResizePolicy, chunk: int
+) -> Iterator[np.ndarray]:
+    """The needed frames as uint8 RGB batches `[<=chunk, h, w, 3]` at the policy's size (CPU side of the
+    latents job). A missing, truncated or corrupt video raises EpisodeError(stage="video")."""
+    frame_indices = np.asarray(frame_indices, dtype=np.int64)
+    _check_frame_indices(path, frame_indices)
+    batch: list[np.ndarray] = []
+    try:
+        for rgb in _rgb_frames(path, frame_indices, resize):
+            batch.append(rgb)
+            if len(batch) == chunk:
+                yield np.stack(batch)
+                batch.clear()
+    except (av.FFmpegError, OSError) as e:
+        raise EpisodeError(path, "video", f"cannot decode: {e}", stage="video") from e
+    if batch:
+        yield np.stack(batch)
+
+
+def write_episode_latents(
+    path: Path, latents: np.ndarray, frame_index: np.ndarray, stats: ChannelStats | None = None
+) -> None:
     """One episode and camera: `latents` float16[T_s, tokens, dim] and `frame_index` int64[T_s], written to
-    a temp file in the same folder then renamed into place."""
+    a temp file in the same folder then renamed into place. `stats` (this file's channel moments) go to the
+    safetensors header, so dataset-wide stats never re-read the latents (`read_file_stats`)."""
     latents = np.ascontiguousarray(latents)
     frame_index = np.ascontiguousarray(frame_index, dtype=np.int64)
     if latents.dtype != np.float16 or latents.ndim != 3:
@@ -331,7 +355,8 @@ def write_episode_latents(path: Path, latents: np.ndarray, frame_index: np.ndarr
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file({LATENTS_KEY: latents, FRAME_INDEX_KEY: frame_index}, str(tmp))
+        metadata = None if stats is None else stats.to_metadata()
+        save_file({LATENTS_KEY: latents, FRAME_INDEX_KEY: frame_index}, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -375,3 +400,22 @@ class ChannelStats:
 
     def moments(self) -> ChannelMoments:
         return ChannelMoments(count=self.count, mean=self.mean.tolist(), std=self.std.tolist())
+
+    def to_metadata(self) -> dict[str, str]:
+        """Exact state (count, mean, M2) as safetensors header strings."""
+        state = {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
+        return {"stats": json.dumps(state)}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None, dim: int) -> ChannelStats:
+        state = json.loads((metadata or {}).get("stats", "null"))
+        out = cls(dim)
+        if state is not None:
+            out.count, out.mean, out.m2 = int(state["count"]), np.array(state["mean"]), np.array(state["m2"])
+        return out
+
+
+def read_file_stats(path: Path, dim: int) -> ChannelStats:
+    """The channel moments stored in a latents file's header (no tensor is read)."""
+    with safe_open(str(path), framework="numpy") as f:
+        return ChannelStats.from_metadata(f.metadata(), dim)

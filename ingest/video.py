@@ -116,7 +116,7 @@ def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> 
     return stream
 
 
-class _Decoder:
+class Decoder:
     """Decodes a source video up to the last needed frame; `n_decoded` counts what it saw."""
 
     def __init__(self, src: Path, threads: int = 0) -> None:
@@ -149,7 +149,7 @@ class _Decoder:
 
 
 def _encode_frames(
-    decoder: _Decoder, frame_indices: np.ndarray, stream: av.VideoStream, out: av.container.OutputContainer
+    decoder: Decoder, frame_indices: np.ndarray, stream: av.VideoStream, out: av.container.OutputContainer
 ) -> tuple[int, _ImageStats]:
     """Scale each needed source frame once, encode it once per output slot; returns frames encoded."""
     width, height = stream.width, stream.height
@@ -190,7 +190,7 @@ def transcode(src: Path, frame_indices: np.ndarray, dst: Path, cfg: VideoConfig)
     _check_indices(src, frame_indices)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    decoder = _Decoder(src, cfg.threads)
+    decoder = Decoder(src, cfg.threads)
     try:
         with av.open(str(tmp), "w", format="mp4") as out:
             stream = _open_encoder(out, cfg)

@@ -479,3 +479,12 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
     modality = modality_json(info.video_keys())
     _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
     return info
+
+
+def rewrite_rejects(root: Path, rejects: list[RejectRecord]) -> None:
+    """Replace `meta/rejects.jsonl` and keep the dataset card's reject count in step with it."""
+    _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    if (root / CARD_PATH).exists():
+        card = DatasetCard.model_validate_json((root / CARD_PATH).read_text())
+        card.rejects = len(rejects)
+        _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.card import EmbodimentKind, ReferenceFrame
+from schemas.latents import LatentsConfig
 
 PIPELINE_VERSION = "0.1.0"
 
@@ -60,6 +61,7 @@ AnySourceConfig = Annotated[EgoDexConfig, Field(discriminator="format")]
 class PipelinesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sources: dict[str, AnySourceConfig]
+    latents: LatentsConfig = LatentsConfig()
 
     @classmethod
     def load(cls, path: Path) -> PipelinesFile:

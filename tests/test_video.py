@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ingest.errors import EpisodeError
-from ingest.video import _Decoder, probe, stats_sample_indices, transcode
+from ingest.video import Decoder, probe, stats_sample_indices, transcode
 from schemas.pipelines import VideoConfig
 
 STEP = 6  # source frame k has brightness STEP * k
@@ -95,7 +95,7 @@ def test_stats_sample_indices() -> None:
 
 
 def test_decoder_stops_at_last_needed_frame(source: Path) -> None:
-    decoder = _Decoder(source)
+    decoder = Decoder(source)
     got = [i for i, _ in decoder.needed(np.array([1, 1, 3, 7]))]
     assert got == [1, 3, 7]
     assert decoder.n_decoded == 8
