@@ -23,6 +23,7 @@ def init_ray(address: str | None, workers: int | None) -> tuple[bool, int]:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     elif started:
         ray.init(
+            address="local",  # a new embedded instance, never a `ray start` cluster found on this machine
             logging_level=logging.WARNING,
             num_cpus=workers or os.cpu_count() or 1,
             num_gpus=0,

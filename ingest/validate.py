@@ -23,6 +23,7 @@ from ingest import video
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
 from schemas.episode import FPS, MAX_EPISODE_SECONDS
+from schemas.latents import FRAME_INDEX_KEY, LATENTS_KEY, LATENTS_META_PATH, LatentsMeta
 from schemas.lerobot import (
     CAMERA_NAMES,
     CARD_PATH,
@@ -534,6 +535,55 @@ def _check_gr00t_files(root: Path, info: InfoJson, report: Report) -> None:
                 _add(report, MODALITY_PATH, f"video.{name}", f"{cam.get('original_key')} is not a camera")
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Cached latents (CONTRACT.md section 7)
+
+
+def _check_latent_file(root: Path, rel: str, meta: LatentsMeta, length: int, report: Report, i: int) -> None:
+    from safetensors import safe_open
+
+    if not (root / rel).is_file():
+        _add(report, rel, "file", "latents file missing", i)
+        return
+    try:
+        with safe_open(str(root / rel), framework="numpy") as f:
+            latents, frames = f.get_tensor(LATENTS_KEY), f.get_tensor(FRAME_INDEX_KEY)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one problem
+        _add(report, rel, "file", f"unreadable safetensors: {e}", i)
+        return
+    want = (len(range(0, length, meta.stride)), meta.n_tokens, meta.dim)
+    if latents.dtype != np.float16 or latents.shape != want:
+        _add(
+            report,
+            rel,
+            LATENTS_KEY,
+            f"expected float16{list(want)}, got {latents.dtype}{list(latents.shape)}",
+            i,
+        )
+    elif not np.isfinite(latents).all():
+        _add(report, rel, LATENTS_KEY, "NaN or inf in the latents", i)
+    if not np.array_equal(frames, np.arange(0, length, meta.stride)):
+        _add(report, rel, FRAME_INDEX_KEY, f"expected every {meta.stride}th frame of {length}", i)
+
+
+def _check_latents(root: Path, info: InfoJson, episodes: list[_Episode], report: Report) -> None:
+    """When a latents cache exists: its meta parses and covers every episode and camera, shapes agree."""
+    if not (root / LATENTS_META_PATH).exists():
+        if (root / "latents").exists():
+            _add(report, LATENTS_META_PATH, "file", "latents/ exists but meta/latents.json is missing")
+        return
+    data = _read_json(root, LATENTS_META_PATH, report)
+    meta = None if data is None else _parse(LatentsMeta, data, LATENTS_META_PATH, report)
+    if meta is None:
+        return
+    if sorted(meta.cameras) != sorted(info.video_keys()):
+        _add(report, LATENTS_META_PATH, "cameras", f"{meta.cameras} != cameras {info.video_keys()}")
+    for ep in episodes:
+        for cam in info.video_keys():
+            rel = meta.file_path(ep.episode_index, cam)
+            _check_latent_file(root, rel, meta, ep.length, report, ep.episode_index)
+
+
 def _map(fn: Callable, items: list, workers: int) -> list:
     if workers <= 1 or len(items) <= 1:
         return [fn(x) for x in items]
@@ -577,4 +627,5 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
     _check_index_contiguity(episodes, results, report)
     _check_stray_data(root, episodes, report)
     _check_gr00t_files(root, info, report)
+    _check_latents(root, info, episodes, report)
     return report

@@ -37,7 +37,7 @@ def test_cli_modules_import_no_heavy_dependency() -> None:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dataset(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     tmp = tmp_path_factory.mktemp("cli")
     write_dataset(tmp / "in", 2, 30)
     run(RunOptions(source="egodex", input=tmp / "in", output=tmp / "out", workers=1, progress=False))

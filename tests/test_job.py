@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from ingest.job import RunOptions, run
 from ingest.validate import validate_dataset
 from tests.fixtures.egodex import BAD_FIELD, decode_frame_index, write_dataset, write_episode
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 BIN = Path(sys.executable).parent
 BAD_KINDS = ["truncated_mp4", "no_mp4", "missing_joint", "nan_pose", "zero_length", "non_orthonormal"]
 
@@ -140,16 +142,27 @@ def _free_port() -> int:
 
 @pytest.fixture
 def ray_head(tmp_path: Path):
-    """A real Ray head on loopback, started the way a user starts a cluster."""
-    port = _free_port()
+    """A real Ray head on loopback, started the way a user starts a cluster, in its own temp dir so that
+    stopping it leaves every other Ray on the machine (the session's own) alone."""
+    port, temp = _free_port(), Path(tempfile.mkdtemp(prefix="rayhead-", dir="/tmp"))
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1"]
     start += ["--num-cpus=2", "--num-gpus=0", "--object-store-memory=268435456", "--include-dashboard=false"]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
+    subprocess.run([*start, f"--temp-dir={temp}"], check=True, env=env, capture_output=True, timeout=120)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _kill_processes_mentioning(str(temp))
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _kill_processes_mentioning(text: str) -> None:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(text in arg for arg in proc.info["cmdline"] or []):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
 
 def test_cluster_path_with_address(ray_head: str, tmp_path: Path) -> None:

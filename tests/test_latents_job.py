@@ -1,0 +1,126 @@
+"""`ingest latents` end to end on ingested datasets: files, stats, resume, rejects, validation, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import DINOv3ViTConfig, DINOv3ViTModel
+from typer.testing import CliRunner
+
+from catalog.latents_reader import read_latents
+from ingest.cli import app
+from ingest.job import RunOptions, run
+from ingest.latents import encode_video, load_encoder
+from ingest.latents_job import LatentsOptions, run_latents
+from ingest.validate import validate_dataset
+from schemas.latents import LatentsConfig, LatentsMeta, latents_path
+from schemas.lerobot import video_path
+from tests.fixtures.egodex import write_dataset
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+CAM = "observation.images.ego"
+TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("dinov3-tiny")
+    torch.manual_seed(0)
+    DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4, **TINY)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("latents-job")
+    write_dataset(tmp / "in", 3, 40)  # 40 frames at 30 Hz -> 14 at 10 Hz -> 5 latent frames (0,3,..,12)
+    run(RunOptions(source="egodex", input=tmp / "in", output=tmp / "out", workers=2, progress=False))
+    return tmp / "out" / "egodex"
+
+
+@pytest.fixture
+def dataset(ingested: Path, tmp_path: Path) -> Path:
+    shutil.copytree(ingested, tmp_path / "egodex")
+    return tmp_path / "egodex"
+
+
+def _opts(root: Path, model_dir: Path, **kw) -> LatentsOptions:
+    return LatentsOptions(dataset=root, latents=LatentsConfig(model_dir=model_dir, **kw), workers=2,
+                          progress=False)  # fmt: skip
+
+
+def _file(root: Path, ep: int) -> Path:
+    return root / latents_path(ep, CAM)
+
+
+def test_cache_matches_direct_encoding_and_validates(dataset: Path, model_dir: Path) -> None:
+    summary = run_latents(_opts(dataset, model_dir))
+    assert (summary.files, summary.encoded, summary.rejected) == (3, 3, 0)
+    assert validate_dataset(dataset) == []
+    encoder = load_encoder(LatentsConfig(model_dir=model_dir, device="cpu"))
+    everything = []
+    for ep in range(3):
+        with safe_open(str(_file(dataset, ep)), framework="numpy") as f:
+            latents, frames = f.get_tensor("latents"), f.get_tensor("frame_index")
+        assert latents.dtype == np.float16 and latents.shape == (5, 196, 32)
+        assert frames.tolist() == [0, 3, 6, 9, 12]
+        direct = encode_video(dataset / video_path(ep, CAM), frames, encoder, batch_size=2)
+        np.testing.assert_array_equal(latents, direct)  # the Ray path gives the same bytes
+        np.testing.assert_array_equal(read_latents(_file(dataset, ep), [9, 0]), latents[[3, 0]])
+        everything.append(latents.astype(np.float64).reshape(-1, 32))
+    meta = LatentsMeta.load(dataset)
+    allx = np.concatenate(everything)
+    assert meta.stats[CAM].count == len(allx) == 3 * 5 * 196
+    np.testing.assert_allclose(meta.stats[CAM].mean, allx.mean(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(meta.stats[CAM].std, allx.std(0), rtol=1e-9, atol=1e-9)
+    assert meta.model_id == model_dir.name and not meta.random_weights and meta.n_tokens == 196
+
+
+def test_rerun_encodes_only_what_is_missing(dataset: Path, model_dir: Path) -> None:
+    run_latents(_opts(dataset, model_dir))
+    before = _file(dataset, 1).read_bytes()
+    mtime0 = _file(dataset, 0).stat().st_mtime_ns
+    _file(dataset, 1).unlink()
+    summary = run_latents(_opts(dataset, model_dir))
+    assert (summary.encoded, summary.skipped) == (1, 2)
+    assert _file(dataset, 1).read_bytes() == before
+    assert _file(dataset, 0).stat().st_mtime_ns == mtime0
+
+
+def test_corrupt_video_is_a_named_reject_and_the_rest_is_cached(dataset: Path, model_dir: Path) -> None:
+    mp4 = dataset / video_path(1, CAM)
+    mp4.write_bytes(mp4.read_bytes()[: mp4.stat().st_size // 3])
+    summary = run_latents(_opts(dataset, model_dir))
+    assert (summary.encoded, summary.rejected) == (2, 1)
+    assert _file(dataset, 0).exists() and _file(dataset, 2).exists() and not _file(dataset, 1).exists()
+    rejects = [json.loads(x) for x in (dataset / "meta/rejects.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["source_path"]) for r in rejects] == [("latents", str(mp4))]
+    assert "episode_000001.mp4" in rejects[0]["error"]
+    assert json.loads((dataset / "meta/dataset_card.json").read_text())["rejects"] == 1
+    problems = validate_dataset(dataset, check_videos=False)
+    assert [(p.file, p.field) for p in problems] == [(latents_path(1, CAM), "file")]
+
+
+def test_other_stride_is_refused(dataset: Path, model_dir: Path) -> None:
+    run_latents(_opts(dataset, model_dir))
+    with pytest.raises(ValueError, match="stride"):
+        run_latents(_opts(dataset, model_dir, stride=2))
+
+
+def test_cli_refuses_without_weights_and_runs_with_random_weights(dataset: Path) -> None:
+    runner = CliRunner()
+    refused = runner.invoke(app, ["latents", str(dataset), "--no-progress"])
+    assert refused.exit_code == 2 and "--model-dir" in refused.output
+    ok = runner.invoke(app, ["latents", str(dataset), "--random-weights", "--no-progress", "--workers", "2"])
+    assert ok.exit_code == 0, ok.output
+    meta = LatentsMeta.load(dataset)
+    assert meta.random_weights and meta.dim == 384 and "RANDOM WEIGHTS" in (meta.warning or "")
+    assert validate_dataset(dataset, check_videos=False) == []
