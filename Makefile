@@ -38,6 +38,8 @@ compat: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_egodex.py --episodes 24
+	$(BIN)/python bench/latents.py
+	$(BIN)/python bench/catalog.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

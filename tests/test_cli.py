@@ -21,8 +21,9 @@ RUNNER = CliRunner()
 
 @pytest.mark.parametrize(
     ("app", "args"),
-    [(ingest_app, ["run"]), (ingest_app, ["validate"]), (ingest_app, ["sources"]),
-     (catalog_app, ["datasets"]), (train_app, ["launch"])],
+    [(ingest_app, [c]) for c in ("run", "validate", "sources", "latents")]
+    + [(catalog_app, [c]) for c in ("datasets", "build", "query", "stats", "mixture", "resolve")]
+    + [(train_app, ["launch"])],
 )  # fmt: skip
 def test_every_command_has_help(app, args: list[str]) -> None:
     result = RUNNER.invoke(app, [*args, "--help"])
