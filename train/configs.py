@@ -1,0 +1,100 @@
+"""Model configurations of the LDA MM-DiT: `tiny` (CPU tests), `0.5b` and `1b` (GPU).
+
+`latent_dim` / `n_latent_tokens` follow the latent cache (ViT-S/16: 384 x 196; tests: 32 x 196) and
+`cond_dim` follows the condition encoder (Qwen3-VL-4B: 2560), so override them from the dataset:
+
+    config = get_config("1b", latent_dim=384, n_latent_tokens=196)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, OBS_HISTORY
+
+
+class ModelConfig(BaseModel):
+    """Every size and switch of `train.model.LDAModel` and of the flow-matching recipe (`train.flow`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "custom"
+    # Width, depth and heads of the MM-DiT (both streams share them; head dim = hidden / heads).
+    hidden: int = Field(gt=0)
+    layers: int = Field(gt=0)
+    heads: int = Field(gt=0)
+    ffn_ratio: float = Field(default=4.0, gt=0)
+    # The cached visual latents: channels per token and tokens per frame (196 patches, or 201).
+    latent_dim: int = Field(default=384, gt=0)
+    n_latent_tokens: int = Field(default=196, gt=0)
+    # Frames channel-concatenated with the future slot (o_{t-5}, o_t), history actions, chunk, action width.
+    obs_history: int = Field(default=OBS_HISTORY, gt=0)
+    history_actions: int = Field(default=HISTORY_ACTIONS, ge=0)
+    chunk: int = Field(default=CHUNK, gt=0)
+    action_dim: int = Field(default=ACTION_DIM, gt=0)
+    # Width of the condition tokens (the condition encoder's hidden size).
+    cond_dim: int = Field(default=2560, gt=0)
+    # Learned sink ("register") tokens prepended to the visual stream and dropped at the output.
+    n_sink_tokens: int = Field(default=32, ge=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    # RMSNorm on queries and keys of the joint attention (bf16 stability at width 1536).
+    qk_norm: bool = True
+    # Inverse dynamics: action loss only on the first K chunk steps (the steps up to the future frame).
+    future_obs_index: int = Field(default=5, gt=0)
+    # Flow-matching time law: t = 0.001 + 0.999 Beta(1.5, 1) ("beta") or sigmoid(N(0, 1)) ("logit_normal").
+    time_sampling: Literal["beta", "logit_normal"] = "beta"
+    euler_steps: int = Field(default=4, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden {self.hidden} is not a multiple of heads {self.heads}")
+        if self.future_obs_index > self.chunk:
+            raise ValueError(f"future_obs_index {self.future_obs_index} > chunk {self.chunk}")
+        return self
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def n_action_tokens(self) -> int:
+        """Action-stream length: history actions, one state token, the chunk."""
+        return self.history_actions + 1 + self.chunk
+
+    @property
+    def n_obs_tokens(self) -> int:
+        """Visual-stream length: sink tokens then one token per latent position."""
+        return self.n_sink_tokens + self.n_latent_tokens
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    # CPU tests: a training step on 8 samples x 196 tokens of dim 32 in well under a second.
+    "tiny": ModelConfig(
+        name="tiny", hidden=64, layers=2, heads=4, latent_dim=32, cond_dim=32, n_sink_tokens=4
+    ),
+    # About 0.50 B parameters: narrower and shallower than 1b, head dim 64.
+    "0.5b": ModelConfig(name="0.5b", hidden=896, layers=12, heads=14, dropout=0.1),
+    # LDA-1B's DiT-L: D 1536, 16 layers, 32 heads x 48, cross-attention to Qwen3-VL-4B (2560); 1.78 B
+    # parameters, like the public code's 1.77 B backbone (the name follows the paper, not the count).
+    "1b": ModelConfig(name="1b", hidden=1536, layers=16, heads=32, dropout=0.1),
+}
+
+
+def get_config(name: str, **overrides: object) -> ModelConfig:
+    """A named config with fields replaced (validated again), e.g. the dataset's latent shape."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown model config {name!r}; known: {sorted(CONFIGS)}")
+    return ModelConfig.model_validate({**CONFIGS[name].model_dump(), **overrides})
+
+
+def param_count(config: ModelConfig) -> int:
+    """Parameters of `LDAModel(config)`, counted on the meta device (no memory, instant at 1b)."""
+    from train.model import LDAModel
+
+    with torch.device("meta"):
+        model = LDAModel(config)
+    return sum(p.numel() for p in model.parameters())
