@@ -1,0 +1,64 @@
+"""Beyond one process: data-parallel training on Ray Train (DDP; gloo on CPU, NCCL on GPU).
+
+The loop (`train/loop.py`) only knows its rank and world size; here Ray Train starts the workers,
+sets up the process group and wraps the model in DDP (`prepare_model`). `--address` joins an existing
+Ray cluster; without it a local Ray is started. Every worker reads the same mixture through the
+catalog and takes its own slice of each global batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from train.loop import TrainOptions, fit
+
+
+def _worker(config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    opts = TrainOptions.model_validate_json(config["opts"])
+    ctx = ray.train.get_context()
+    fit(opts, ctx.get_world_rank(), ctx.get_world_size(), wrap_model=ray.train.torch.prepare_model)
+
+
+def _init_ray(address: str | None, workers: int) -> bool:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(address="local", num_cpus=max(workers + 1, os.cpu_count() or 1), include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
+    return True
+
+
+def launch(opts: TrainOptions) -> None:
+    """`train launch`: one process, or `num_workers` data-parallel workers on Ray Train."""
+    if opts.num_workers == 1 and opts.address is None:
+        fit(opts)
+        return
+    import ray
+    import torch
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    started = _init_ray(opts.address, opts.num_workers)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0)) > 0 and torch.cuda.is_available()
+        trainer = TorchTrainer(
+            _worker,
+            train_loop_config={"opts": opts.model_copy(update={"progress": False}).model_dump_json()},
+            scaling_config=ScalingConfig(num_workers=opts.num_workers, use_gpu=gpus),
+            torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
+            run_config=RunConfig(storage_path=str((opts.out / "ray").resolve()), name="train"),
+        )
+        trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,218 @@
+"""The training loop: AdamW, warm-up + cosine, grad clipping and accumulation, bf16 on GPU,
+`metrics.jsonl`, atomic checkpoints, exact `--resume`.
+
+Exactness: every source of randomness of step s is seeded from (seed, step, rank): the data (see
+`train/data.py`), the flow-matching noise and times (a torch.Generator), and dropout (the global torch
+seed). A run resumed from the checkpoint of step s therefore logs the same losses as one that never
+stopped. Parallelism lives in `train/distributed.py`; this file only knows `rank` / `world_size`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+RUN_CONFIG = "run.json"
+
+
+class TrainOptions(BaseModel):
+    """`train launch`: validated before anything is built."""
+
+    model_config = ConfigDict(extra="forbid")
+    mixture: Path
+    root: Path = Field(description="datasets root holding catalog/ (the --output of ingest run)")
+    out: Path
+    config: str = "tiny"
+    steps: int = Field(200, gt=0)
+    batch_size: int = Field(16, gt=0, description="global batch (split over data-parallel workers)")
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    min_lr: float = 5e-7
+    weight_decay: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup: int | None = Field(None, ge=0, description="default: 5 % of the steps")
+    grad_clip: float = 1.0
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = Field(50, gt=0)
+    loader_workers: int = Field(2, ge=0)
+    num_workers: int = Field(1, gt=0, description="data-parallel workers (Ray Train) ")
+    address: str | None = None
+    condition: str = Field("small", description='"small" (CPU text encoder) or a local Qwen3-VL folder')
+    progress: bool = True
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup if self.warmup is not None else max(1, self.steps // 20)
+
+
+def lr_lambda(opts: TrainOptions) -> Callable[[int], float]:
+    """Linear warm-up to `lr`, then cosine down to `min_lr` at the last step."""
+
+    def factor(step: int) -> float:
+        if step < opts.warmup_steps:
+            return (step + 1) / opts.warmup_steps
+        span = max(1, opts.steps - opts.warmup_steps)
+        progress = min(1.0, (step - opts.warmup_steps) / span)
+        floor = opts.min_lr / opts.lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
+
+
+class Run:
+    """Model, condition encoder, optimiser and schedule of one training run (one rank)."""
+
+    def __init__(self, opts: TrainOptions, model: torch.nn.Module, condition: Any, device: torch.device):
+        self.opts, self.model, self.condition, self.device = opts, model, condition, device
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=opts.lr, betas=opts.betas, eps=opts.eps, weight_decay=opts.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(opts))
+        self.step = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        model = getattr(self.model, "module", self.model)  # unwrap DDP
+        return {"model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "step": self.step}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        getattr(self.model, "module", self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+
+
+def save_checkpoint(out: Path, run: Run, extra: dict[str, Any]) -> None:
+    """Written to a temp file then renamed: a killed run leaves the previous checkpoint intact."""
+    tmp = out / f".{CHECKPOINT}.tmp"
+    torch.save({**run.state_dict(), **extra}, tmp)
+    os.replace(tmp, out / CHECKPOINT)
+
+
+def load_checkpoint(out: Path) -> dict[str, Any] | None:
+    path = out / CHECKPOINT
+    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+
+def truncate_metrics(out: Path, step: int) -> None:
+    """Drop the lines a killed run logged after its last checkpoint, so a resume continues cleanly."""
+    path = out / METRICS
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] < step]
+    path.write_text("".join(f"{line}\n" for line in keep))
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) -> dict[str, Any]:
+    """One optimiser step over `grad_accum` micro-batches; returns the metrics of the step."""
+    opts, started = run.opts, time.perf_counter()
+    torch.manual_seed(step_seed(opts.seed, step, rank))  # dropout
+    generator = torch.Generator(device=run.device).manual_seed(step_seed(opts.seed, step, rank))
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    loss_sum = 0.0
+    for micro in split_batch(batch, opts.grad_accum):
+        micro = micro.to(run.device)
+        with torch.no_grad():
+            cond, cond_mask = run.condition(micro.captions)
+        with _autocast(run.device):
+            out = losses_fn(run.model, micro, cond.to(run.device), cond_mask.to(run.device), generator)
+        (out.total / opts.grad_accum).backward()
+        loss_sum += float(out.total) / opts.grad_accum
+        for task, value in out.per_task.items():
+            totals[task] = totals.get(task, 0.0) + value / opts.grad_accum
+            counts[task] = counts.get(task, 0) + out.counts[task]
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), opts.grad_clip)
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step = step + 1
+    elapsed = time.perf_counter() - started
+    return {"step": step, "loss": loss_sum, "tasks": totals, "counts": counts, "lr": lr,
+            "grad_norm": float(grad_norm), "samples_per_s": len(batch) / elapsed}  # fmt: skip
+
+
+def split_batch(batch: Any, parts: int) -> list[Any]:
+    if parts == 1:
+        return [batch]
+    n = len(batch)
+    bounds = [round(i * n / parts) for i in range(parts + 1)]
+    return [batch.slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+# ----------------------------------------------------------------------------- one rank's training
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _reduce_mean(value: float, world_size: int) -> float:
+    if world_size == 1 or not torch.distributed.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t) / world_size
+
+
+def _log(out: Path, metrics: dict[str, Any]) -> None:
+    with open(out / METRICS, "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+
+
+def fit(opts: TrainOptions, rank: int = 0, world_size: int = 1, wrap_model: Callable | None = None) -> Path:
+    """Train `opts.steps` steps (resuming when asked); returns the run directory."""
+    from train.setup import build_run
+
+    run, loader, extra = build_run(opts, rank, world_size, _device(), wrap_model)
+    opts.out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        truncate_metrics(opts.out, run.step)
+    bar = _progress(opts.progress and rank == 0, opts.steps, run.step)
+    with bar:
+        task = bar.add_task("train", total=opts.steps, completed=run.step, loss=float("nan"))
+        for step, batch in zip(range(run.step, opts.steps), loader, strict=False):
+            metrics = train_step(run, batch, step, rank, extra["losses_fn"])
+            metrics["loss"] = _reduce_mean(metrics["loss"], world_size)
+            last = step + 1 == opts.steps
+            if rank == 0:
+                _log(opts.out, metrics)
+                if last or (step + 1) % opts.checkpoint_every == 0:
+                    save_checkpoint(opts.out, run, extra["checkpoint_extra"])
+            bar.update(task, advance=1, loss=metrics["loss"])
+    return opts.out
+
+
+def _progress(enabled: bool, total: int, done: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )

@@ -1,0 +1,92 @@
+"""Build one rank's training run from `TrainOptions`: data, normaliser, model, condition encoder, optimiser,
+and the checkpoint to resume from. Also what `train eval` needs to rebuild a run from its folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from train.loop import CHECKPOINT, RUN_CONFIG, Run, TrainOptions, load_checkpoint
+
+NORMALIZER = "normalizer.json"
+
+
+def data_config(opts: TrainOptions, world_size: int, **kw: Any) -> Any:
+    from train.data import DataConfig
+
+    if opts.batch_size % world_size:
+        raise ValueError(f"--batch-size {opts.batch_size} is not a multiple of --num-workers {world_size}")
+    return DataConfig(root=opts.root, mixture=opts.mixture, batch_size=opts.batch_size // world_size,
+                      seed=opts.seed, num_workers=opts.loader_workers, **kw)  # fmt: skip
+
+
+def condition_encoder(opts: TrainOptions, device: torch.device) -> Any:
+    from train.conditioning import Qwen3VLConditionEncoder, SmallTextEncoder
+
+    if opts.condition == "small":
+        return SmallTextEncoder().to(device)
+    return Qwen3VLConditionEncoder(Path(opts.condition), device=str(device))
+
+
+def build_model(config_name: str, data: Any, cond_dim: int) -> Any:
+    from train.configs import get_config
+    from train.model import LDAModel
+
+    tokens, dim = data.latent_shape
+    return LDAModel(get_config(config_name, latent_dim=dim, n_latent_tokens=tokens, cond_dim=cond_dim))
+
+
+def _cond_dim(encoder: Any) -> int:
+    return int(encoder.dim)
+
+
+def build_run(
+    opts: TrainOptions, rank: int, world_size: int, device: torch.device, wrap_model: Callable | None
+) -> tuple[Run, Any, dict[str, Any]]:
+    """(run, loader from the run's step, extras for the loop). Resumes from `opts.out` when asked."""
+    from train.data import Normalizer, TrainingData, build_loader
+    from train.flow import training_losses
+
+    state = load_checkpoint(opts.out) if opts.resume else None
+    if opts.resume and state is None:
+        raise FileNotFoundError(f"--resume: no {CHECKPOINT} in {opts.out}")
+    if state is None and (opts.out / CHECKPOINT).exists():
+        raise FileExistsError(f"{opts.out} already holds a run: pass --resume, or another --out")
+    cfg = data_config(opts, world_size)
+    normalizer = Normalizer.model_validate(state["normalizer"]) if state else None
+    data = TrainingData.open(cfg, normalizer)
+    torch.manual_seed(opts.seed)  # identical initial weights on every rank
+    encoder = condition_encoder(opts, device)
+    model = build_model(opts.config, data, _cond_dim(encoder)).to(device)
+    if wrap_model is not None:
+        model = wrap_model(model)
+    run = Run(opts, model, encoder, device)
+    if state is not None:
+        run.load_state_dict(state)
+    if rank == 0:
+        _write_run_files(opts, data, model)
+    loader = build_loader(cfg, rank, world_size, start_step=run.step, data=data)
+    extra = {"losses_fn": training_losses, "checkpoint_extra": _checkpoint_extra(opts, data, model)}
+    return run, loader, extra
+
+
+def _model_config(model: Any) -> Any:
+    return getattr(model, "module", model).config
+
+
+def _checkpoint_extra(opts: TrainOptions, data: Any, model: Any) -> dict[str, Any]:
+    return {"normalizer": data.normalizer.model_dump(mode="json"),
+            "model_config": _model_config(model).model_dump(mode="json"),
+            "options": opts.model_dump(mode="json")}  # fmt: skip
+
+
+def _write_run_files(opts: TrainOptions, data: Any, model: Any) -> None:
+    opts.out.mkdir(parents=True, exist_ok=True)
+    data.normalizer.save(opts.out / NORMALIZER)
+    run = {"options": opts.model_dump(mode="json"), "model": _model_config(model).model_dump(mode="json"),
+           "data": data.describe()}  # fmt: skip
+    (opts.out / RUN_CONFIG).write_text(json.dumps(run, indent=2) + "\n")
