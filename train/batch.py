@@ -56,5 +56,9 @@ class Batch:
                 pinned[k] = v.pin_memory()
         return Batch(**pinned)
 
+    def slice(self, start: int, stop: int) -> Batch:
+        """Samples start..stop-1 (micro-batches for gradient accumulation, a rank's share of a batch)."""
+        return Batch(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+
     def __len__(self) -> int:
         return int(self.task.shape[0])

@@ -173,11 +173,13 @@ def sample_actions(
     cond_mask: Tensor,
     steps: int | None = None,
     generator: torch.Generator | None = None,
+    inverse: bool = False,
 ) -> Tensor:
     """Policy: the action chunk [B, C, A] from noise (t 1 -> 0), visual register in the future slot.
+    `inverse=True`: inverse dynamics instead, the clean `batch.future_latents` in the future slot.
 
-    Uses the context of `batch` (latents, state, history, action_mask's dimensions); `batch.task`,
-    `batch.actions` and `batch.future_latents` are ignored. Masked dimensions come back as 0.
+    Uses the context of `batch` (latents, state, history, action_mask's dimensions); `batch.task` and
+    `batch.actions` are ignored. Masked dimensions come back as 0.
     """
     steps = steps or model_config(model).euler_steps
     b, device = len(batch), batch.actions.device
@@ -186,8 +188,9 @@ def sample_actions(
         device
     )
     x = x * dims
-    task = torch.full((b,), POLICY, dtype=torch.long, device=device)
-    zeros, empty_slot = torch.zeros(b, device=device), torch.zeros_like(batch.future_latents)
+    task = torch.full((b,), INVERSE_DYNAMICS if inverse else POLICY, dtype=torch.long, device=device)
+    zeros = torch.zeros(b, device=device)
+    empty_slot = batch.future_latents if inverse else torch.zeros_like(batch.future_latents)
     with eval_mode(model):
         for k in range(steps):
             t = torch.full((b,), 1.0 - k / steps, device=device)

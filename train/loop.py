@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -51,6 +51,12 @@ class TrainOptions(BaseModel):
     address: str | None = None
     condition: str = Field("small", description='"small" (CPU text encoder) or a local Qwen3-VL folder')
     progress: bool = True
+
+    @field_validator("mixture", "root", "out")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        """Workers on Ray Train run elsewhere: every path is absolute."""
+        return v.resolve()
 
     @property
     def warmup_steps(self) -> int:
@@ -127,19 +133,22 @@ def _autocast(device: torch.device):
 def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) -> dict[str, Any]:
     """One optimiser step over `grad_accum` micro-batches; returns the metrics of the step."""
     opts, started = run.opts, time.perf_counter()
-    torch.manual_seed(step_seed(opts.seed, step, rank))  # dropout
-    generator = torch.Generator(device=run.device).manual_seed(step_seed(opts.seed, step, rank))
     totals: dict[str, float] = {}
     counts: dict[str, int] = {}
     loss_sum = 0.0
-    for micro in split_batch(batch, opts.grad_accum):
+    for m, micro in enumerate(split_batch(batch, opts.grad_accum)):
+        # Part m of rank r is part r*accum+m of the global batch: its noise and dropout are seeded by that
+        # index, so W ranks x A micro-batches and 1 rank x W*A micro-batches compute the same step.
+        part = step_seed(opts.seed, step, rank * opts.grad_accum + m)
+        torch.manual_seed(part)
+        generator = torch.Generator(device=run.device).manual_seed(part)
         micro = micro.to(run.device)
         with torch.no_grad():
             cond, cond_mask = run.condition(micro.captions)
         with _autocast(run.device):
             out = losses_fn(run.model, micro, cond.to(run.device), cond_mask.to(run.device), generator)
         (out.total / opts.grad_accum).backward()
-        loss_sum += float(out.total) / opts.grad_accum
+        loss_sum += float(out.total.detach()) / opts.grad_accum
         for task, value in out.per_task.items():
             totals[task] = totals.get(task, 0.0) + value / opts.grad_accum
             counts[task] = counts.get(task, 0) + out.counts[task]

@@ -37,7 +37,10 @@ def build_model(config_name: str, data: Any, cond_dim: int) -> Any:
     from train.model import LDAModel
 
     tokens, dim = data.latent_shape
-    return LDAModel(get_config(config_name, latent_dim=dim, n_latent_tokens=tokens, cond_dim=cond_dim))
+    # Inverse dynamics is scored on the steps between o_t and the future frame (future_offset frames).
+    config = get_config(config_name, latent_dim=dim, n_latent_tokens=tokens, cond_dim=cond_dim,
+                        future_obs_index=data.cfg.future_offset)  # fmt: skip
+    return LDAModel(config)
 
 
 def _cond_dim(encoder: Any) -> int:
