@@ -21,10 +21,17 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
-	$(BIN)/python -m tests.fixtures.egodex --out $(DEMO)/egodex-sample --episodes 4 --frames 90
+	$(BIN)/python -m tests.fixtures.egodex --out $(DEMO)/egodex-sample --episodes 8 --frames 90
 	$(BIN)/ingest run egodex --input $(DEMO)/egodex-sample --output $(DEMO)/datasets
+	@# Random DINOv3 weights: no model is downloaded here (meta/latents.json says so loudly).
+	$(BIN)/ingest latents $(DEMO)/datasets/egodex --random-weights
 	$(BIN)/ingest validate $(DEMO)/datasets/egodex
-	@echo "dataset written to $(abspath $(DEMO))/datasets/egodex"
+	$(BIN)/catalog build $(DEMO)/datasets
+	$(BIN)/catalog stats --root $(DEMO)/datasets
+	$(BIN)/train launch --mixture mixtures/ei30k.yaml --root $(DEMO)/datasets --config tiny --steps 100 \
+	  --batch-size 8 --lr 1e-3 --out $(DEMO)/run
+	$(BIN)/train eval --run $(DEMO)/run --samples 16
+	@echo "dataset written to $(abspath $(DEMO))/datasets/egodex, training run in $(abspath $(DEMO))/run"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
