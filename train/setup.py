@@ -21,7 +21,8 @@ def data_config(opts: TrainOptions, world_size: int, **kw: Any) -> Any:
     if opts.batch_size % world_size:
         raise ValueError(f"--batch-size {opts.batch_size} is not a multiple of --num-workers {world_size}")
     return DataConfig(root=opts.root, mixture=opts.mixture, batch_size=opts.batch_size // world_size,
-                      seed=opts.seed, num_workers=opts.loader_workers, **kw)  # fmt: skip
+                      seed=opts.seed, num_workers=opts.loader_workers,
+                      pin_memory=torch.cuda.is_available(), **kw)  # fmt: skip
 
 
 def condition_encoder(opts: TrainOptions, device: torch.device) -> Any:
