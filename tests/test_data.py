@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
 from catalog.index import build
 from catalog.mixture import load_mixture, resolve, write_mixture
@@ -29,6 +28,7 @@ from ingest.job import RunOptions, run
 from ingest.latents_job import LatentsOptions, run_latents
 from schemas.catalog import Mixture, MixtureEntry
 from schemas.latents import LatentsConfig
+from tests.fixtures.dino import save_tiny_dino
 from tests.fixtures.egodex import write_dataset, write_episode
 from train.batch import Batch
 from train.data import (
@@ -46,7 +46,6 @@ from train.data import (
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CAM = "observation.images.ego"
-TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
 # The long episode (120 source frames -> 40 at 10 Hz): its left hand is not trusted at source frame 27, which
 # is 10 Hz frame 9 (a cached latent frame).
 LOW = {"leftHand": [27]}
@@ -79,8 +78,7 @@ def _poison_action_stats(ds: Path) -> None:
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     tmp = tmp_path_factory.mktemp("data")
-    torch.manual_seed(0)
-    DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4, **TINY)).save_pretrained(tmp / "dino")
+    save_tiny_dino(tmp / "dino")
     write_dataset(tmp / "in", 4, 60)  # 4 episodes of 20 frames at 10 Hz
     write_episode(tmp / "in" / "test" / "basic_pick_place", 2, 120, phase=1.1, low_confidence=LOW)
     r = tmp / "root"

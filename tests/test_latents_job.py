@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors import safe_open
-from transformers import DINOv3ViTConfig, DINOv3ViTModel
 from typer.testing import CliRunner
 
 from catalog.latents_reader import read_latents
@@ -22,20 +20,17 @@ from ingest.latents_job import LatentsOptions, run_latents
 from ingest.validate import validate_dataset
 from schemas.latents import LatentsConfig, LatentsMeta, latents_path
 from schemas.lerobot import video_path
+from tests.fixtures.dino import save_tiny_dino
 from tests.fixtures.egodex import write_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 CAM = "observation.images.ego"
-TINY = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("dinov3-tiny")
-    torch.manual_seed(0)
-    DINOv3ViTModel(DINOv3ViTConfig(num_register_tokens=4, **TINY)).save_pretrained(folder)
-    return folder
+    return save_tiny_dino(tmp_path_factory.mktemp("dinov3-tiny"))
 
 
 @pytest.fixture(scope="module")
