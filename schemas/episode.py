@@ -33,10 +33,25 @@ class EpisodeMeta(BaseModel):
 
 @dataclass
 class VideoSource:
-    """How to build one output camera stream: output frame k is source frame `frame_indices[k]`."""
+    """How to build one output camera stream: output frame k is source frame `frame_indices[k]`, taken
+    from the video file `path`, or from `images` (encoded JPEG/PNG frames, e.g. RLDS) when given."""
 
     path: Path
     frame_indices: np.ndarray  # int64 [T]
+    images: list[bytes] | None = None
+
+
+@dataclass
+class ExtraColumn:
+    """A per-frame float32 column beside the canonical vectors, e.g. `action.native` (the source's own
+    commanded action, unchanged) or `observation.joints`; `names` names its dimensions."""
+
+    values: np.ndarray  # float32 [T, D]
+    names: list[str]
+
+
+RESERVED_COLUMNS = ("observation.state", "action", "observation.state_mask", "action_mask",
+                    "timestamp", "frame_index", "episode_index", "index", "task_index")  # fmt: skip
 
 
 @dataclass
@@ -49,6 +64,7 @@ class CanonicalEpisode:
     state_mask: np.ndarray  # bool [T, 146]
     action_mask: np.ndarray  # bool [T, 146]
     videos: dict[str, VideoSource] = field(default_factory=dict)  # feature key -> source
+    extra: dict[str, ExtraColumn] = field(default_factory=dict)  # column name -> values
 
     @property
     def length(self) -> int:
@@ -74,3 +90,14 @@ class CanonicalEpisode:
         for key, video in self.videos.items():
             if len(video.frame_indices) != t:
                 raise ValueError(f"{key}: {len(video.frame_indices)} video frames planned for {t} rows")
+        for key, col in self.extra.items():
+            _check_extra(key, col, t)
+
+
+def _check_extra(key: str, col: ExtraColumn, t: int) -> None:
+    if key in RESERVED_COLUMNS or "/" in key or "image" in key:
+        raise ValueError(f"{key}: not a valid extra column name")
+    if col.values.dtype != np.float32 or col.values.ndim != 2 or col.values.shape[0] != t:
+        raise ValueError(f"{key}: expected float32[{t}, D], got {col.values.dtype}{list(col.values.shape)}")
+    if len(col.names) != col.values.shape[1]:
+        raise ValueError(f"{key}: {len(col.names)} names for {col.values.shape[1]} dimensions")
