@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from fractions import Fraction
@@ -116,6 +117,26 @@ def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> 
     return stream
 
 
+class ImageDecoder:
+    """The `Decoder` interface over encoded still images (JPEG/PNG per step, e.g. RLDS cameras)."""
+
+    def __init__(self, src: Path, images: list[bytes]) -> None:
+        self.src, self.images, self.n_decoded, self.error = src, images, len(images), ""
+
+    def needed(self, frame_indices: np.ndarray) -> Iterator[tuple[int, av.VideoFrame]]:
+        from PIL import Image, UnidentifiedImageError
+
+        for i in np.unique(frame_indices):
+            if i >= len(self.images):
+                return
+            try:
+                rgb = np.asarray(Image.open(io.BytesIO(self.images[i])).convert("RGB"))
+            except (UnidentifiedImageError, OSError) as e:
+                self.n_decoded, self.error = int(i), f" (image {i} does not decode: {e})"
+                return
+            yield int(i), av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
 class Decoder:
     """Decodes a source video up to the last needed frame; `n_decoded` counts what it saw."""
 
@@ -180,8 +201,12 @@ def _check_indices(src: Path, frame_indices: np.ndarray) -> None:
         )
 
 
-def transcode(src: Path, frame_indices: np.ndarray, dst: Path, cfg: VideoConfig) -> VideoResult:
+def transcode(
+    src: Path, frame_indices: np.ndarray, dst: Path, cfg: VideoConfig, images: list[bytes] | None = None
+) -> VideoResult:
     """Encode output frame k = source frame `frame_indices[k]` at 10 fps CFR (pts k/10) into `dst`.
+    The source frames are those of the video `src`, or the encoded `images` when given (`src` then only
+    names them in errors).
 
     Raises EpisodeError(stage="video") when the source cannot be read or ends before the last needed
     frame; `dst` then does not exist.
@@ -190,7 +215,7 @@ def transcode(src: Path, frame_indices: np.ndarray, dst: Path, cfg: VideoConfig)
     _check_indices(src, frame_indices)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    decoder = Decoder(src, cfg.threads)
+    decoder = Decoder(src, cfg.threads) if images is None else ImageDecoder(src, images)
     try:
         with av.open(str(tmp), "w", format="mp4") as out:
             stream = _open_encoder(out, cfg)

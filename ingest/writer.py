@@ -84,6 +84,7 @@ class StagedEpisode(BaseModel):
     videos: dict[str, VideoInfo]
     valid_state_dims: list[bool]
     valid_action_dims: list[bool]
+    extra: dict[str, list[str]] = {}  # extra float32 column -> its dimension names
 
 
 class PublishedEpisode(BaseModel):
@@ -95,6 +96,7 @@ class PublishedEpisode(BaseModel):
     videos: dict[str, VideoInfo]
     valid_state_dims: list[bool]
     valid_action_dims: list[bool]
+    extra: dict[str, list[str]] = {}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -151,6 +153,8 @@ def _fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
 def _frames_table(ep: CanonicalEpisode) -> pa.Table:
     t = ep.length
     columns = {name: _fixed_list(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
+    for name, col in ep.extra.items():
+        columns[name] = _fixed_list(col.values)
     columns["timestamp"] = pa.array((np.arange(t) / FPS).astype(np.float32))
     columns["frame_index"] = pa.array(np.arange(t, dtype=np.int64))
     return pa.table(columns)
@@ -158,6 +162,7 @@ def _frames_table(ep: CanonicalEpisode) -> pa.Table:
 
 def _frame_stats(ep: CanonicalEpisode, table: pa.Table) -> dict[str, FeatureStats]:
     stats = {name: array_stats(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
+    stats.update({name: array_stats(col.values) for name, col in ep.extra.items()})
     for name in ("timestamp", "frame_index"):
         stats[name] = array_stats(table[name].to_numpy())
     return stats
@@ -170,7 +175,8 @@ def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedE
     stats = _frame_stats(ep, table)
     infos: dict[str, VideoInfo] = {}
     for key, src in ep.videos.items():
-        result = video.transcode(src.path, src.frame_indices, folder / "videos" / f"{key}.mp4", cfg)
+        dst = folder / "videos" / f"{key}.mp4"
+        result = video.transcode(src.path, src.frame_indices, dst, cfg, images=src.images)
         stats[key], infos[key] = result.stats, result.info
     staged = StagedEpisode(
         meta=ep.meta,
@@ -179,6 +185,7 @@ def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedE
         videos=infos,
         valid_state_dims=ep.state_mask.any(axis=0).tolist(),
         valid_action_dims=ep.action_mask.any(axis=0).tolist(),
+        extra={name: col.names for name, col in ep.extra.items()},
     )
     (folder / STAGED_FILE).write_text(staged.model_dump_json(by_alias=True))
     return staged
@@ -296,6 +303,7 @@ def publish_episode(
         videos=staged.videos,
         valid_state_dims=staged.valid_state_dims,
         valid_action_dims=staged.valid_action_dims,
+        extra=staged.extra,
     )
     _unpublish(root, episode_index, keep=set(staged.videos))
     for key in staged.videos:
@@ -372,6 +380,9 @@ def build_features(published: Sequence[PublishedEpisode]) -> dict[str, Feature]:
         name: Feature(dtype=dtype, shape=[VECTOR_DIM], names=names)
         for name, (_, dtype) in VECTOR_FEATURES.items()
     }
+    for ep in published:
+        for name, dims in ep.extra.items():
+            features.setdefault(name, Feature(dtype="float32", shape=[len(dims)], names=dims))
     for key, info in camera_infos(published).items():
         features[key] = Feature(
             dtype="video", shape=[info.height, info.width, 3], names=CAMERA_NAMES, info=info

@@ -336,3 +336,46 @@ def test_modality_json_slices_tile_the_vector_and_match_the_names() -> None:
         "left_position", "left_rotation", "right_position", "right_rotation",
     ]  # fmt: skip
     assert m.video == {"ego": {"original_key": CAM}}
+
+
+def test_extra_columns_and_image_sequence_video(tmp_path: Path) -> None:
+    """A robot-style episode: the source's own action as `action.native`, frames from encoded images."""
+    import io
+
+    from PIL import Image
+
+    from ingest.validate import validate_dataset
+    from schemas.episode import ExtraColumn
+
+    def png(level: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.full((48, 64, 3), level, np.uint8)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    images = [png(20 * k) for k in range(6)]  # source steps 0..5, grey level 20k
+    ep = make_episode(6, "stack the cups", None, 3)
+    native = np.arange(6 * 7, dtype=np.float32).reshape(6, 7)
+    ep.extra = {"action.native": ExtraColumn(values=native, names=[f"a{i}" for i in range(7)])}
+    picks = np.array([0, 0, 1, 2, 4, 5])
+    ep.videos = {CAM: VideoSource(path=tmp_path / "shard-0", frame_indices=picks, images=images)}
+    stage_episode(ep, tmp_path / "s", VCFG)
+    publish_episode(tmp_path / "s", tmp_path / "ds", 0, 0, task_index=0)
+    info = finalize_meta(tmp_path / "ds", "egodex", SRC_CFG, [])
+    assert info.features["action.native"].shape == [7] and info.features["action.native"].names[6] == "a6"
+    table = pq.read_table(tmp_path / "ds" / data_path(0))
+    np.testing.assert_array_equal(np.asarray(table.column("action.native").to_pylist()), native)
+    stats = read_published(tmp_path / "ds")[0].stats["action.native"]
+    assert stats.max == native.max(0).tolist() and stats.count == [6]
+    with av.open(str(tmp_path / "ds" / video_path(0, CAM))) as c:
+        levels = [float(f.to_ndarray(format="rgb24").mean()) for f in c.decode(video=0)]
+    np.testing.assert_allclose(levels, 20 * picks, atol=3)
+    assert validate_dataset(tmp_path / "ds") == []
+
+
+def test_an_image_that_does_not_decode_is_a_named_video_error(tmp_path: Path) -> None:
+    from ingest.video import transcode
+
+    images = [b"\x89PNG not really"] * 3
+    with pytest.raises(EpisodeError, match=r"shard-7: video: .*image 0 does not decode"):
+        transcode(tmp_path / "shard-7", np.array([0, 1, 2]), tmp_path / "out.mp4", VCFG, images=images)
+    assert not (tmp_path / "out.mp4").exists()
