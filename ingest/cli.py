@@ -122,12 +122,15 @@ def validate(path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/N
 
 
 @app.command()
-def sources() -> None:
-    """List the known sources."""
-    from ingest.sources import SOURCE_MODULES
+def sources(
+    pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml to read.")] = None,
+) -> None:
+    """List the sources `ingest run` knows: each pipelines.yaml section and its reader."""
+    from ingest.job import DEFAULT_PIPELINES
+    from schemas.pipelines import PipelinesFile
 
-    for name in SOURCE_MODULES:
-        typer.echo(name)
+    for name, cfg in PipelinesFile.load(pipelines or DEFAULT_PIPELINES).sources.items():
+        typer.echo(f"{name}\t{cfg.format}\t{cfg.embodiment_kind}\t{cfg.embodiment}")
 
 
 if __name__ == "__main__":

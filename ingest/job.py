@@ -104,7 +104,7 @@ def _staged_parts(staging: Path) -> list[Path] | None:
     return parts if all(writer.is_staged(p) for p in parts) else None
 
 
-def convert_one(ref: SourceEpisodeRef, source_name: str, cfg: SourceConfig, work: Path) -> ConvertResult:
+def convert_one(ref: SourceEpisodeRef, cfg: SourceConfig, work: Path) -> ConvertResult:
     """Convert and stage one source episode; bad input becomes a reject, never an exception."""
     staging = work / "staged" / safe_id(ref.source_episode_id)
     parts = _staged_parts(staging)
@@ -112,7 +112,7 @@ def convert_one(ref: SourceEpisodeRef, source_name: str, cfg: SourceConfig, work
         return ConvertResult(source_episode_id=ref.source_episode_id, staged=[str(p) for p in parts])
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        episodes = get_source(source_name).convert(ref, cfg)
+        episodes = get_source(cfg.format).convert(ref, cfg)
         parts = [staging / f"part-{i:03d}" for i in range(len(episodes))]
         for ep, part in zip(episodes, parts, strict=True):
             writer.stage_episode(ep, part, cfg.video)
@@ -139,7 +139,7 @@ def _convert_row(row: dict[str, Any], source_name: str, cfg_json: str, work: str
     # Each task reserves one CPU: its codecs get one thread unless pipelines.yaml says otherwise, so that
     # N workers use N cores without oversubscribing them.
     cfg.video.threads = cfg.video.threads or 1
-    return {"result": convert_one(ref, source_name, cfg, Path(work)).model_dump_json()}
+    return {"result": convert_one(ref, cfg, Path(work)).model_dump_json()}
 
 
 # ----------------------------------------------------------------------------- driver side
@@ -271,7 +271,7 @@ def run(opts: RunOptions) -> RunSummary:
     cfg = PipelinesFile.load(opts.pipelines).source(opts.source)
     if not opts.input.exists():
         raise FileNotFoundError(f"--input {opts.input} does not exist")
-    refs = get_source(opts.source).discover(opts.input, cfg)[: opts.limit]
+    refs = get_source(cfg.format).discover(opts.input, cfg)[: opts.limit]
     root = opts.dataset_root
     with _exclusive(root):
         publisher = Publisher(root)

@@ -10,43 +10,20 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.card import EmbodimentKind, ReferenceFrame
 from schemas.latents import LatentsConfig
+from schemas.source_config import QualityConfig, SourceConfig, VideoConfig
 
 PIPELINE_VERSION = "0.1.0"
-
-
-class VideoConfig(BaseModel):
-    """Output video: size, codec and encoder settings. H.264 decodes everywhere (NVDEC too)."""
-
-    model_config = ConfigDict(extra="forbid")
-    width: int = Field(640, gt=0, multiple_of=2)
-    height: int = Field(360, gt=0, multiple_of=2)
-    codec: Literal["h264", "av1"] = "h264"
-    crf: int = Field(23, ge=0, le=63)
-    preset: str = "veryfast"
-    gop: int = Field(10, gt=0)
-    threads: int = Field(0, ge=0, description="codec threads per conversion; 0 lets FFmpeg choose")
-
-
-class QualityConfig(BaseModel):
-    """First tier rule: `high` when both thresholds hold, else `low` (docs/CONTRACT.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_valid_fraction: float = Field(0.8, ge=0, le=1)
-    max_wrist_speed: float = Field(3.0, gt=0, description="metres per second, 99th percentile")
-
-
-class SourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source_version: str
-    license: str
-    embodiment: str
-    embodiment_kind: EmbodimentKind
-    reference_frame: ReferenceFrame
-    native_fps: float = Field(gt=0)
-    video: VideoConfig = VideoConfig()
-    quality: QualityConfig = QualityConfig()
+__all__ = [  # the section models live beside their source's config; this module is the one import place
+    "PIPELINE_VERSION",
+    "AnySourceConfig",
+    "EgoDexConfig",
+    "PipelinesFile",
+    "QualityConfig",
+    "SourceConfig",
+    "VideoConfig",
+    "config_sha256",
+]
 
 
 class EgoDexConfig(SourceConfig):

@@ -200,7 +200,7 @@ def test_cut_recording_resumes_between_parts(tmp_path: Path, monkeypatch: pytest
         pub = Publisher(root)
         if pub.is_done(ref, root / ".work"):
             return
-        staged = convert_one(ref, "egodex", cfg, root / ".work").staged
+        staged = convert_one(ref, cfg, root / ".work").staged
         if die_after is not None:
             for part in staged[:die_after]:
                 pub.publish(Path(part))
