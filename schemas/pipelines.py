@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.latents import LatentsConfig
 from schemas.source_config import QualityConfig, SourceConfig, VideoConfig
+from schemas.sources_egodex import EgoDexConfig
 
 PIPELINE_VERSION = "0.1.0"
 __all__ = [  # the section models live beside their source's config; this module is the one import place
@@ -24,12 +25,6 @@ __all__ = [  # the section models live beside their source's config; this module
     "VideoConfig",
     "config_sha256",
 ]
-
-
-class EgoDexConfig(SourceConfig):
-    format: Literal["egodex"]
-    camera_key: str = "observation.images.ego"
-    confidence_threshold: float = Field(0.2, ge=0, le=1)
 
 
 AnySourceConfig = Annotated[EgoDexConfig, Field(discriminator="format")]
