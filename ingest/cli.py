@@ -50,7 +50,7 @@ def run(
     typer.echo(
         f"{summary.dataset_root}: {summary.total_episodes} episodes, {summary.total_frames} frames "
         f"(this run: {summary.published} published, {summary.rejected} rejected, "
-        f"{summary.skipped_published} already published)"
+        f"{summary.skipped_published} source items already published)"
     )
     if summary.rejected:
         typer.echo(f"rejects: {summary.dataset_root / 'meta' / 'rejects.jsonl'}", err=True)

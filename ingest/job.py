@@ -62,10 +62,10 @@ class RunOptions(BaseModel):
 
 class RunSummary(BaseModel):
     dataset_root: Path
-    discovered: int
-    skipped_published: int
-    published: int
-    rejected: int
+    discovered: int  # source items (files, shards, episodes of the source)
+    skipped_published: int  # source items already published
+    published: int  # dataset episodes published by this run
+    rejected: int  # source items rejected by this run
     total_episodes: int
     total_frames: int
 
@@ -246,7 +246,10 @@ def _exclusive(root: Path) -> Iterator[None]:
 def _convert_and_publish(
     todo: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, publisher: Publisher
 ) -> tuple[int, int]:
-    """Stream conversions from Ray and publish them in order; returns (published, rejected)."""
+    """Stream conversions from Ray and publish them in order.
+
+    Returns (episodes published, source items rejected): one source item (an EgoDex file pair, an RLDS
+    shard) may give several episodes."""
     root, n_published, n_rejected = publisher.root, 0, 0
     started, workers = init_ray(opts.address, opts.workers)
     try:
@@ -259,7 +262,7 @@ def _convert_and_publish(
                 else:
                     publisher.publish_all(result.staged)
                     clear_reject(root, result.source_episode_id)
-                    n_published += 1
+                    n_published += len(result.staged)
                 bar.update(task, advance=1, rejects=n_rejected)
     finally:
         shutdown_ray(started)

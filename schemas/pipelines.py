@@ -13,12 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.latents import LatentsConfig
 from schemas.source_config import QualityConfig, SourceConfig, VideoConfig
 from schemas.sources_egodex import EgoDexConfig
+from schemas.sources_lerobot import LeRobotInputConfig
+from schemas.sources_oxe import OxeConfig
 
 PIPELINE_VERSION = "0.1.0"
 __all__ = [  # the section models live beside their source's config; this module is the one import place
     "PIPELINE_VERSION",
     "AnySourceConfig",
     "EgoDexConfig",
+    "LeRobotInputConfig",
+    "OxeConfig",
     "PipelinesFile",
     "QualityConfig",
     "SourceConfig",
@@ -27,7 +31,7 @@ __all__ = [  # the section models live beside their source's config; this module
 ]
 
 
-AnySourceConfig = Annotated[EgoDexConfig, Field(discriminator="format")]
+AnySourceConfig = Annotated[EgoDexConfig | OxeConfig | LeRobotInputConfig, Field(discriminator="format")]
 
 
 class PipelinesFile(BaseModel):

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.pipelines import SourceConfig
+from schemas.source_config import SourceConfig
 
 Vec3 = tuple[float, float, float]
 

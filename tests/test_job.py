@@ -101,7 +101,7 @@ def test_rerun_skips_published_and_cli_exit_status(mixed_input, tmp_path: Path) 
     result = CliRunner().invoke(app, args)
     # Only the six bad episodes were attempted again: ratio 1.0 > 0.05, so the exit status is 1.
     assert result.exit_code == 1, result.output
-    assert "4 episodes" in result.output and "4 already published" in result.output
+    assert "4 episodes" in result.output and "4 source items already published" in result.output
     again = {p.name: p.stat().st_mtime_ns for p in root.glob("data/chunk-000/*.parquet")}
     assert again == first
     assert len((root / "meta/rejects.jsonl").read_text().splitlines()) == len(BAD_KINDS)

@@ -8,6 +8,8 @@ from ingest.sources.base import Source
 
 SOURCE_MODULES: dict[str, str] = {
     "egodex": "ingest.sources.egodex",
+    "oxe": "ingest.sources.oxe",
+    "lerobot": "ingest.sources.lerobot",
 }
 
 

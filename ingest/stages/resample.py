@@ -60,7 +60,7 @@ def make_plan(src_times: np.ndarray, fps: float = FPS) -> ResamplePlan:
     hi = lo + 1
     w = np.clip((times - src[lo]) / (src[hi] - src[lo]), 0.0, 1.0)
     w = np.where(w < SNAP, 0.0, np.where(w > 1 - SNAP, 1.0, w))
-    nearest = np.where(w > 0.5, hi, lo).astype(np.int64)
+    nearest = np.where(w > 0.5 + SNAP, hi, lo).astype(np.int64)  # a tie (up to rounding) takes the earlier
     return ResamplePlan(times, lo.astype(np.int64), hi.astype(np.int64), w, nearest)
 
 

@@ -1,0 +1,78 @@
+"""`pipelines.yaml` section of a LeRobot v2.0 / v2.1 input dataset (`format: lerobot`).
+
+A *field* names per-frame numbers in the input Parquet, in one of three forms:
+
+- `"<column>"`: the whole column (a scalar or a list column), e.g. `"state.eef_position"`;
+- `"<column>[a:b]"`: dimensions `a` to `b` (Python slice, `b` exclusive), e.g. `"observation.state[0:3]"`;
+- `"modality:<group>.<name>"`: a slice of GR00T's `meta/modality.json`, e.g. `"modality:state.right_arm"`
+  (the column is the entry's `original_key`, default `observation.state` for `state` and `action` for
+  `action`).
+
+A field the input does not have is a named error at conversion time (`EpisodeError`), never ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from schemas.source_config import SourceConfig
+
+FIELD_PATTERN = r"^(modality:(state|action)\.[^\s\[\]]+|[^\s\[\]:]+(\[\d+:\d+\])?)$"
+FieldSpec = Annotated[str, StringConstraints(pattern=FIELD_PATTERN)]
+
+RotationConvention = Literal["quat_xyzw", "quat_wxyz", "euler", "rot6d"]
+
+
+class ArmMapping(BaseModel):
+    """Where one side's end-effector pose and gripper come from, and in which convention.
+
+    The pose is in the robot base frame (`reference_frame: base`); the canonical wrist/gripper-centre frame
+    is `T_source_eef @ T_offset` (`offset_position` in metres, `offset_quat_wxyz`). The gripper maps
+    linearly from `gripper_closed` -> 0 to `gripper_open` -> 1, clipped to [0, 1] (either order, e.g. a
+    Robotiq joint angle: open 0.0, closed 0.785)."""
+
+    model_config = ConfigDict(extra="forbid")
+    position: FieldSpec | None = Field(None, description="3 values, metres")
+    rotation: FieldSpec | None = None
+    rotation_convention: RotationConvention = "quat_xyzw"
+    euler_order: str = Field(
+        "xyz",
+        pattern=r"^([xyz]{3}|[XYZ]{3})$",
+        description="lower case extrinsic, upper case intrinsic; radians",
+    )
+    gripper: FieldSpec | None = Field(None, description="1 value")
+    gripper_open: float = 1.0
+    gripper_closed: float = 0.0
+    offset_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    offset_quat_wxyz: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+
+    @model_validator(mode="after")
+    def _pose_complete(self) -> ArmMapping:
+        if (self.position is None) != (self.rotation is None):
+            raise ValueError("position and rotation must be given together (or neither: joint-only robot)")
+        if self.gripper is not None and self.gripper_open == self.gripper_closed:
+            raise ValueError("gripper_open and gripper_closed must differ")
+        return self
+
+
+class LeRobotInputConfig(SourceConfig):
+    """A LeRobot v2.0 / v2.1 dataset folder (GR00T `modality.json` slices understood)."""
+
+    format: Literal["lerobot"]
+    right: ArmMapping | None = Field(None, description="single-arm robots fill `right`")
+    left: ArmMapping | None = None
+    joints: list[FieldSpec] = Field(
+        default_factory=list, description="fields concatenated into `observation.joints` (10 Hz, linear)"
+    )
+    native_action: list[FieldSpec] | None = Field(
+        None, description="fields of the source's own action; None: `action`, else every `action(s).*` column"
+    )
+    cameras: list[str] | None = Field(None, description="video feature keys to keep; None: all declared")
+    optional_cameras: list[str] = Field(
+        default_factory=list, description="declared cameras whose missing file is skipped, not an error"
+    )
+    invalid_tasks: list[str] = Field(
+        default_factory=lambda: ["valid"], description="task texts that are not instructions (GR00T)"
+    )
