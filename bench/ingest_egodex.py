@@ -59,9 +59,12 @@ class TreeSampler:
         self.peak_rss = max(self.peak_rss, rss)
 
 
-def run_ingest(inp: Path, out: Path, workers: int) -> dict[str, float]:
-    cmd = [str(Path(sys.executable).parent / "ingest"), "run", "egodex", "--input", str(inp)]
+def run_ingest(
+    inp: Path, out: Path, workers: int, source: str = "egodex", pipelines: Path | None = None
+) -> dict[str, float]:
+    cmd = [str(Path(sys.executable).parent / "ingest"), "run", source, "--input", str(inp)]
     cmd += ["--output", str(out), "--workers", str(workers), "--no-progress", "--max-reject-ratio", "0"]
+    cmd += ["--pipelines", str(pipelines)] if pipelines else []
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     tree = TreeSampler(proc.pid)
@@ -72,7 +75,7 @@ def run_ingest(inp: Path, out: Path, workers: int) -> dict[str, float]:
     wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"ingest run failed with exit status {proc.returncode}")
-    info = json.loads((out / "egodex" / "meta" / "info.json").read_text())
+    info = json.loads((out / source / "meta" / "info.json").read_text())
     cpu = sum(tree.cpu.values())
     frames = info["total_frames"]
     return {"episodes": info["total_episodes"], "frames": frames, "wall_s": wall, "cpu_s": cpu,

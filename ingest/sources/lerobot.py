@@ -463,6 +463,7 @@ def _part(ep_id: str, rec: Converted, rows: slice, cfg: LeRobotInputConfig) -> C
     state, action, smask, amask = a.state[rows], a.action[rows], a.state_mask[rows], a.action_mask[rows]
     has_action = bool(amask.any())
     tier, metrics = quality.assess(smask, action, amask, rec.sides, cfg.quality)
+    metrics.update(quality.robot_signals(state, smask, rec.sides))
     meta = EpisodeMeta(
         source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
         quality_tier=tier if has_action else "actionless", quality_metrics=metrics,

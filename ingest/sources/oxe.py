@@ -208,6 +208,7 @@ def convert_record(ep: RldsEpisode, ep_id: str, dataset_name: str, cfg: OxeConfi
         tier, metrics = quality.assess(
             arrays.state_mask, arrays.action, arrays.action_mask, [SIDE], cfg.quality
         )
+        metrics.update(quality.robot_signals(arrays.state, arrays.state_mask, [SIDE]))
         meta = EpisodeMeta(
             source_episode_id=ep_id if len(ranges) == 1 else f"{ep_id}#{part}", embodiment=cfg.embodiment,
             has_action=True, quality_tier=tier, quality_metrics=metrics, caption=text[0],
