@@ -20,20 +20,9 @@ from ingest.writer import finalize_meta, publish_episode, stage_episode
 from schemas.canonical import VECTOR_DIM
 from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.lerobot import data_path, video_path
-from schemas.pipelines import EgoDexConfig, VideoConfig
+from schemas.pipelines import VideoConfig
+from tests.fixtures.configs import CAM, SRC_CFG, VCFG
 
-CAM = "observation.images.ego"
-VCFG = VideoConfig(width=64, height=48)
-SRC_CFG = EgoDexConfig(
-    format="egodex",
-    source_version="1.0",
-    license="CC-BY-NC-ND",
-    embodiment="human_ego",
-    embodiment_kind="human_action",
-    reference_frame="camera",
-    native_fps=30,
-    video=VCFG,
-)
 LENGTHS = (6, 5, 4)
 EP1 = data_path(1)
 VID1 = video_path(1, CAM)

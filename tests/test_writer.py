@@ -29,21 +29,9 @@ from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
 from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.lerobot import InfoJson, data_path, video_path
-from schemas.pipelines import EgoDexConfig, VideoConfig
 from schemas.reject import RejectRecord
+from tests.fixtures.configs import CAM, SRC_CFG, VCFG
 
-CAM = "observation.images.ego"
-VCFG = VideoConfig(width=64, height=48)
-SRC_CFG = EgoDexConfig(
-    format="egodex",
-    source_version="1.0",
-    license="CC-BY-NC-ND",
-    embodiment="human_ego",
-    embodiment_kind="human_action",
-    reference_frame="camera",
-    native_fps=30,
-    video=VCFG,
-)
 REJECTS = [RejectRecord(source_path="bad.hdf5", stage="read", error="boom")]
 VEC = pa.list_(pa.float32(), VECTOR_DIM)
 MASK = pa.list_(pa.bool_(), VECTOR_DIM)
