@@ -172,8 +172,7 @@ class Publisher:
         meta = writer.read_staged(staged).meta
         if meta.source_episode_id in self.published:  # a part published before the run died
             return
-        task_index = self.tasks.setdefault(meta.caption, len(self.tasks))
-        pub = writer.publish_episode(staged, self.root, self.next_episode, self.next_index, task_index)
+        pub = writer.publish_episode(staged, self.root, self.next_episode, self.next_index, self.tasks)
         self.published.add(meta.source_episode_id)
         self.next_episode += 1
         self.next_index += pub.record.length

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 from ingest import video
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
-from schemas.episode import FPS, MAX_EPISODE_SECONDS
+from schemas.episode import ANNOTATION_PREFIX, FPS, MAX_EPISODE_SECONDS
 from schemas.latents import FRAME_INDEX_KEY, LATENTS_KEY, LATENTS_META_PATH, LatentsMeta
 from schemas.lerobot import (
     CAMERA_NAMES,
@@ -416,21 +416,29 @@ def _check_values(
         _add(report, rel, "episode_index", f"not constant {i}", i)
     if n > 1 and not (np.diff(table["index"].to_numpy()) == 1).all():
         _add(report, rel, "index", "not contiguous within the episode", i)
-    used = np.unique(table["task_index"].to_numpy())
-    if ((used < 0) | (used >= len(tasks))).any():
-        _add(report, rel, "task_index", f"values {used.tolist()} not all in {TASKS_PATH}", i)
-    elif sorted(tasks[t] for t in used) != sorted(set(ep.tasks)):
-        _add(
-            report,
-            rel,
-            "task_index",
-            f"tasks {[tasks[t] for t in used]} but episodes.jsonl says {ep.tasks}",
-            i,
-        )
+    _check_task_rows(table, ep, tasks, rel, report)
     for key, mask_key in MASKS.items():
         values, mask = _vector(table, key), _vector(table, mask_key).astype(bool)
         if values.shape == mask.shape and not np.isfinite(values[mask]).all():
             _add(report, rel, key, f"non-finite value where {mask_key} is true", i)
+
+
+def _check_task_rows(table: pa.Table, ep: _Episode, tasks: list[str], rel: str, report: Report) -> None:
+    """task_index and every `annotation.*` column hold rows of tasks.jsonl; together they use exactly
+    the episode's tasks in episodes.jsonl, and task_index is its first (the caption)."""
+    i, used = ep.episode_index, set()
+    for key in ["task_index", *(k for k in table.column_names if k.startswith(ANNOTATION_PREFIX))]:
+        rows = np.unique(table[key].to_numpy())
+        if ((rows < 0) | (rows >= len(tasks))).any():
+            _add(report, rel, key, f"values {rows.tolist()} not all in {TASKS_PATH}", i)
+            return
+        used |= {tasks[t] for t in rows}
+        if key == "task_index" and ep.tasks and [tasks[t] for t in rows] != ep.tasks[:1]:
+            msg = f"tasks {[tasks[t] for t in rows]} but episodes.jsonl says {ep.tasks} (caption first)"
+            _add(report, rel, key, msg, i)
+            return
+    if used != set(ep.tasks):
+        _add(report, rel, "task_index", f"tasks {sorted(used)} but episodes.jsonl says {ep.tasks}", i)
 
 
 def _check_parquet(root: Path, info: InfoJson, ep: _Episode, tasks: list[str], out: _EpisodeResult) -> None:

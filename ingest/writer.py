@@ -29,7 +29,7 @@ from ingest import video
 from ingest.errors import EpisodeError
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
-from schemas.episode import FPS, CanonicalEpisode, EpisodeMeta
+from schemas.episode import ANNOTATION_PREFIX, FPS, CanonicalEpisode, EpisodeMeta
 from schemas.lerobot import (
     CAMERA_NAMES,
     CARD_PATH,
@@ -85,6 +85,7 @@ class StagedEpisode(BaseModel):
     valid_state_dims: list[bool]
     valid_action_dims: list[bool]
     extra: dict[str, list[str]] = {}  # extra float32 column -> its dimension names
+    annotations: list[str] = []  # `annotation.*` text columns, numbered into tasks.jsonl at publish
 
 
 class PublishedEpisode(BaseModel):
@@ -97,6 +98,7 @@ class PublishedEpisode(BaseModel):
     valid_state_dims: list[bool]
     valid_action_dims: list[bool]
     extra: dict[str, list[str]] = {}
+    annotations: list[str] = []  # int64 columns holding tasks.jsonl rows
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -155,6 +157,8 @@ def _frames_table(ep: CanonicalEpisode) -> pa.Table:
     columns = {name: _fixed_list(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
     for name, col in ep.extra.items():
         columns[name] = _fixed_list(col.values)
+    for name, texts in ep.annotations.items():
+        columns[name] = pa.array(texts, pa.string())
     columns["timestamp"] = pa.array((np.arange(t) / FPS).astype(np.float32))
     columns["frame_index"] = pa.array(np.arange(t, dtype=np.int64))
     return pa.table(columns)
@@ -186,6 +190,7 @@ def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedE
         valid_state_dims=ep.state_mask.any(axis=0).tolist(),
         valid_action_dims=ep.action_mask.any(axis=0).tolist(),
         extra={name: col.names for name, col in ep.extra.items()},
+        annotations=list(ep.annotations),
     )
     (folder / STAGED_FILE).write_text(staged.model_dump_json(by_alias=True))
     return staged
@@ -227,6 +232,21 @@ def read_staged(staging_dir: Path) -> StagedEpisode:
 
 # ---------------------------------------------------------------------------------------------------------
 # Publish (driver)
+
+
+def _number_annotations(table: pa.Table, names: list[str], tasks: dict[str, int]) -> dict[str, np.ndarray]:
+    """Each annotation text column as int64 rows of the task table (new texts appended to it)."""
+    rows = {}
+    for name in names:
+        texts = table[name].to_pylist()
+        rows[name] = np.array([tasks.setdefault(x, len(tasks)) for x in texts], dtype=np.int64)
+    return rows
+
+
+def _episode_tasks(caption: str, table: pa.Table, names: list[str]) -> list[str]:
+    """The episode's tasks: its caption, then its annotation texts in first-appearance order."""
+    texts = [caption] + [x for name in names for x in table[name].to_pylist()]
+    return list(dict.fromkeys(texts))
 
 
 def _index_columns(
@@ -282,9 +302,12 @@ def _write_parquet_atomic(table: pa.Table, path: Path, footer: PublishedEpisode)
 
 
 def publish_episode(
-    staging_dir: Path, root: Path, episode_index: int, index_start: int, task_index: int
+    staging_dir: Path, root: Path, episode_index: int, index_start: int, tasks: dict[str, int]
 ) -> PublishedEpisode:
-    """Number a staged episode and move it into the dataset at `root`; the Parquet is written last."""
+    """Number a staged episode and move it into the dataset at `root`; the Parquet is written last.
+
+    `tasks` is the dataset's task table so far (text -> tasks.jsonl row); the episode's caption and
+    annotation texts are added to it in first-appearance order."""
     staged = read_staged(staging_dir)
     table = pq.read_table(staging_dir / FRAMES_FILE)
     if table.num_rows != staged.length:
@@ -292,11 +315,16 @@ def publish_episode(
             f"{staging_dir}: {FRAMES_FILE} has {table.num_rows} rows, staged length {staged.length}"
         )
     stats = dict(staged.stats)
+    meta = staged.meta.model_dump()
+    episode_tasks = _episode_tasks(meta["caption"], table, staged.annotations)
+    task_index = tasks.setdefault(meta["caption"], len(tasks))
+    for name, values in _number_annotations(table, staged.annotations, tasks).items():
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+        stats[name] = array_stats(values)
     for name, values in _index_columns(staged.length, episode_index, index_start, task_index).items():
         table = table.append_column(name, pa.array(values))
         stats[name] = array_stats(values)
-    meta = staged.meta.model_dump()
-    record = EpisodeRecord(**meta, episode_index=episode_index, tasks=[meta["caption"]], length=staged.length)
+    record = EpisodeRecord(**meta, episode_index=episode_index, tasks=episode_tasks, length=staged.length)
     published = PublishedEpisode(
         record=record,
         stats=_ordered_stats(stats),
@@ -304,6 +332,7 @@ def publish_episode(
         valid_state_dims=staged.valid_state_dims,
         valid_action_dims=staged.valid_action_dims,
         extra=staged.extra,
+        annotations=staged.annotations,
     )
     _unpublish(root, episode_index, keep=set(staged.videos))
     for key in staged.videos:
@@ -383,6 +412,8 @@ def build_features(published: Sequence[PublishedEpisode]) -> dict[str, Feature]:
     for ep in published:
         for name, dims in ep.extra.items():
             features.setdefault(name, Feature(dtype="float32", shape=[len(dims)], names=dims))
+        for name in ep.annotations:
+            features.setdefault(name, Feature(dtype="int64", shape=[1], names=None))
     for key, info in camera_infos(published).items():
         features[key] = Feature(
             dtype="video", shape=[info.height, info.width, 3], names=CAMERA_NAMES, info=info
@@ -487,7 +518,8 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
     card = build_card(published, source_name, cfg, len(rejects))
     _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
     _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
-    modality = modality_json(info.video_keys())
+    annotations = [k for k in info.features if k.startswith(ANNOTATION_PREFIX)]
+    modality = modality_json(info.video_keys(), annotations)
     _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
     return info
 

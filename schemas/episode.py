@@ -50,6 +50,7 @@ class ExtraColumn:
     names: list[str]
 
 
+ANNOTATION_PREFIX = "annotation."
 RESERVED_COLUMNS = ("observation.state", "action", "observation.state_mask", "action_mask",
                     "timestamp", "frame_index", "episode_index", "index", "task_index")  # fmt: skip
 
@@ -65,6 +66,9 @@ class CanonicalEpisode:
     action_mask: np.ndarray  # bool [T, 146]
     videos: dict[str, VideoSource] = field(default_factory=dict)  # feature key -> source
     extra: dict[str, ExtraColumn] = field(default_factory=dict)  # column name -> values
+    # `annotation.<name>` -> per-frame text (e.g. a sub-skill); written as int64 rows of tasks.jsonl,
+    # the way GR00T's `annotation.human.*` columns are
+    annotations: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def length(self) -> int:
@@ -92,12 +96,21 @@ class CanonicalEpisode:
                 raise ValueError(f"{key}: {len(video.frame_indices)} video frames planned for {t} rows")
         for key, col in self.extra.items():
             _check_extra(key, col, t)
+        for key, texts in self.annotations.items():
+            _check_annotation(key, texts, t)
 
 
 def _check_extra(key: str, col: ExtraColumn, t: int) -> None:
-    if key in RESERVED_COLUMNS or "/" in key or "image" in key:
+    if key in RESERVED_COLUMNS or "/" in key or "image" in key or key.startswith(ANNOTATION_PREFIX):
         raise ValueError(f"{key}: not a valid extra column name")
     if col.values.dtype != np.float32 or col.values.ndim != 2 or col.values.shape[0] != t:
         raise ValueError(f"{key}: expected float32[{t}, D], got {col.values.dtype}{list(col.values.shape)}")
     if len(col.names) != col.values.shape[1]:
         raise ValueError(f"{key}: {len(col.names)} names for {col.values.shape[1]} dimensions")
+
+
+def _check_annotation(key: str, texts: list[str], t: int) -> None:
+    if not key.startswith(ANNOTATION_PREFIX) or key == ANNOTATION_PREFIX or "/" in key:
+        raise ValueError(f"{key}: annotation columns are named {ANNOTATION_PREFIX}<name>")
+    if len(texts) != t or not all(isinstance(x, str) for x in texts):
+        raise ValueError(f"{key}: expected {t} strings, got {len(texts)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -152,7 +153,7 @@ class ModalityJson(BaseModel):
     annotation: dict[str, dict[str, str]]
 
 
-def modality_json(video_keys: list[str]) -> ModalityJson:
+def modality_json(video_keys: list[str], annotation_keys: Sequence[str] = ()) -> ModalityJson:
     """The canonical vector's parts as GR00T modality slices; cameras renamed to their last key part.
 
     Action position and rotation are deltas (`absolute: false`); gripper and keypoints are targets."""
@@ -170,4 +171,5 @@ def modality_json(video_keys: list[str]) -> ModalityJson:
             action[key] = ModalitySlice(start=sl.start, end=sl.stop, absolute=not delta, rotation_type=rot)
     video = {k.removeprefix("observation.images."): {"original_key": k} for k in video_keys}
     annotation = {"human.task_description": {"original_key": "task_index"}}
+    annotation.update({k.removeprefix("annotation."): {"original_key": k} for k in annotation_keys})
     return ModalityJson(state=state, action=action, video=video, annotation=annotation)

@@ -68,10 +68,10 @@ def make_episode(length: int, caption: str, src: Path, seed: int) -> CanonicalEp
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("good")
     src = make_source(base / "src.mp4", 20)
-    root, start, captions = base / "ds", 0, ["pick", "place", "pick"]
+    root, start, captions, tasks = base / "ds", 0, ["pick", "place", "pick"], {}
     for i, (length, caption) in enumerate(zip(LENGTHS, captions, strict=True)):
         stage_episode(make_episode(length, caption, src, i), base / f"s{i}", VCFG)
-        publish_episode(base / f"s{i}", root, i, start, task_index=["pick", "place"].index(caption))
+        publish_episode(base / f"s{i}", root, i, start, tasks)
         start += length
     finalize_meta(root, "egodex", SRC_CFG, [])
     return root

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.errors import EpisodeError
+from ingest.validate import validate_dataset
 from ingest.video import probe
 from ingest.writer import (
     StagedEpisode,
@@ -88,11 +89,10 @@ def episodes(source: Path) -> list[CanonicalEpisode]:
 
 @pytest.fixture
 def dataset(tmp_path: Path, episodes: list[CanonicalEpisode]) -> Path:
-    root = tmp_path / "ds"
-    start = 0
+    root, start, tasks = tmp_path / "ds", 0, {}
     for i, ep in enumerate(episodes):
         stage_episode(ep, tmp_path / "staging" / f"s{i}", VCFG)
-        publish_episode(tmp_path / "staging" / f"s{i}", root, i, start, task_index=i)
+        publish_episode(tmp_path / "staging" / f"s{i}", root, i, start, tasks)
         start += ep.length
     finalize_meta(root, "egodex", SRC_CFG, REJECTS)
     return root
@@ -208,7 +208,7 @@ def test_read_published_from_footers(dataset: Path, episodes: list[CanonicalEpis
 def test_republish_same_index_overwrites(dataset: Path, source: Path, tmp_path: Path) -> None:
     replacement = make_episode(4, "pick the cup", source, seed=9)
     stage_episode(replacement, tmp_path / "again", VCFG)
-    publish_episode(tmp_path / "again", dataset, 1, 7, task_index=0)
+    publish_episode(tmp_path / "again", dataset, 1, 7, {"pick the cup": 0})
     table = pq.read_table(dataset / data_path(1))
     assert table.num_rows == 4 and table["index"].to_pylist() == [7, 8, 9, 10]
     assert probe(dataset / video_path(1, CAM)).n_frames == 4
@@ -274,13 +274,13 @@ def test_empty_dataset_meta(tmp_path: Path) -> None:
 
 def test_task_table_first_appearance(dataset: Path, source: Path, tmp_path: Path) -> None:
     stage_episode(make_episode(3, "pick the cup", source, 5), tmp_path / "s2", VCFG)
-    publish_episode(tmp_path / "s2", dataset, 2, 12, task_index=0)
+    publish_episode(tmp_path / "s2", dataset, 2, 12, task_table(read_published(dataset)))
     assert task_table(read_published(dataset)) == {"pick the cup": 0, "open the door": 1}
 
 
 def test_republish_without_camera_removes_old_video(dataset: Path, tmp_path: Path) -> None:
     stage_episode(make_episode(5, "open the door", None, 3), tmp_path / "nocam", VCFG)
-    publish_episode(tmp_path / "nocam", dataset, 1, 7, task_index=1)
+    publish_episode(tmp_path / "nocam", dataset, 1, 7, {"pick the cup": 0, "open the door": 1})
     assert not (dataset / video_path(1, CAM)).exists()
     assert (dataset / video_path(0, CAM)).exists()
 
@@ -292,17 +292,17 @@ def test_publish_resumes_after_interruption(tmp_path: Path, source: Path) -> Non
     moved.parent.mkdir(parents=True)
     (staging / "videos" / f"{CAM}.mp4").rename(moved)
     assert read_published(root) == []
-    publish_episode(staging, root, 0, 0, task_index=0)
+    publish_episode(staging, root, 0, 0, {})
     assert probe(moved).n_frames == 6 and pq.read_table(root / data_path(0)).num_rows == 6
 
 
 def test_finalize_refuses_inconsistent_numbering(dataset: Path, source: Path, tmp_path: Path) -> None:
     stage_episode(make_episode(3, "open the door", source, 4), tmp_path / "s2", VCFG)
-    publish_episode(tmp_path / "s2", dataset, 2, 12, task_index=0)  # "open the door" is task 1
+    publish_episode(tmp_path / "s2", dataset, 2, 12, {"open the door": 0})  # it is task 1
     with pytest.raises(ValueError, match="episode 2: task_index"):
         finalize_meta(dataset, "egodex", SRC_CFG, [])
     stage_episode(make_episode(3, "open the door", source, 4), tmp_path / "s2", VCFG)
-    publish_episode(tmp_path / "s2", dataset, 2, 13, task_index=1)
+    publish_episode(tmp_path / "s2", dataset, 2, 13, task_table(read_published(dataset)))
     with pytest.raises(ValueError, match="episode 2: index starts at 13, expected 12"):
         finalize_meta(dataset, "egodex", SRC_CFG, [])
 
@@ -347,7 +347,7 @@ def test_extra_columns_and_image_sequence_video(tmp_path: Path) -> None:
     picks = np.array([0, 0, 1, 2, 4, 5])
     ep.videos = {CAM: VideoSource(path=tmp_path / "shard-0", frame_indices=picks, images=images)}
     stage_episode(ep, tmp_path / "s", VCFG)
-    publish_episode(tmp_path / "s", tmp_path / "ds", 0, 0, task_index=0)
+    publish_episode(tmp_path / "s", tmp_path / "ds", 0, 0, {})
     info = finalize_meta(tmp_path / "ds", "egodex", SRC_CFG, [])
     assert info.features["action.native"].shape == [7] and info.features["action.native"].names[6] == "a6"
     table = pq.read_table(tmp_path / "ds" / data_path(0))
@@ -367,3 +367,37 @@ def test_an_image_that_does_not_decode_is_a_named_video_error(tmp_path: Path) ->
     with pytest.raises(EpisodeError, match=r"shard-7: video: .*image 0 does not decode"):
         transcode(tmp_path / "shard-7", np.array([0, 1, 2]), tmp_path / "out.mp4", VCFG, images=images)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_annotation_text_becomes_task_rows(tmp_path: Path, source: Path) -> None:
+    """Per-frame sub-skill text is written as int64 rows of tasks.jsonl (GR00T's annotation.* style)."""
+    first = make_episode(5, "make tea", source, 0)
+    first.annotations = {"annotation.subtask": ["grasp kettle"] * 2 + ["pour water"] * 3}
+    second = make_episode(4, "pour water", source, 1)  # its caption is the first one's subtask
+    second.annotations = {"annotation.subtask": ["pour water", "pour water", "", ""]}
+    root, tasks, start = tmp_path / "ds", {}, 0
+    for i, ep in enumerate((first, second)):
+        stage_episode(ep, tmp_path / f"s{i}", VCFG)
+        start += publish_episode(tmp_path / f"s{i}", root, i, start, tasks).record.length
+    info = finalize_meta(root, "egodex", SRC_CFG, [])
+    rows = [json.loads(x) for x in (root / "meta/tasks.jsonl").read_text().splitlines()]
+    table = [r["task"] for r in rows]
+    assert table == ["make tea", "grasp kettle", "pour water", ""]
+    sub0 = pq.read_table(root / data_path(0))["annotation.subtask"].to_pylist()
+    sub1 = pq.read_table(root / data_path(1))["annotation.subtask"].to_pylist()
+    assert [table[k] for k in sub0] == first.annotations["annotation.subtask"]
+    assert [table[k] for k in sub1] == second.annotations["annotation.subtask"]
+    assert pq.read_table(root / data_path(1))["task_index"].to_pylist() == [2] * 4
+    episodes = [json.loads(x) for x in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    assert [e["tasks"] for e in episodes] == [["make tea", "grasp kettle", "pour water"], ["pour water", ""]]
+    assert info.features["annotation.subtask"].dtype == "int64" and info.total_tasks == 4
+    modality = json.loads((root / "meta/modality.json").read_text())
+    assert modality["annotation"]["subtask"] == {"original_key": "annotation.subtask"}
+    assert validate_dataset(root) == []
+
+
+def test_annotation_length_must_match(source: Path, tmp_path: Path) -> None:
+    ep = make_episode(5, "make tea", source, 0)
+    ep.annotations = {"annotation.subtask": ["grasp"] * 4}
+    with pytest.raises(EpisodeError, match="annotation.subtask: expected 5 strings"):
+        stage_episode(ep, tmp_path / "s", VCFG)
