@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -99,6 +99,7 @@ class PublishedEpisode(BaseModel):
     valid_action_dims: list[bool]
     extra: dict[str, list[str]] = {}
     annotations: list[str] = []  # int64 columns holding tasks.jsonl rows
+    task_rows: dict[int, str] = {}  # the tasks.jsonl rows this file's annotation columns use
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,10 +244,9 @@ def _number_annotations(table: pa.Table, names: list[str], tasks: dict[str, int]
     return rows
 
 
-def _episode_tasks(caption: str, table: pa.Table, names: list[str]) -> list[str]:
+def _episode_tasks(caption: str, annotations: Sequence[list[str]]) -> list[str]:
     """The episode's tasks: its caption, then its annotation texts in first-appearance order."""
-    texts = [caption] + [x for name in names for x in table[name].to_pylist()]
-    return list(dict.fromkeys(texts))
+    return list(dict.fromkeys([caption] + [x for texts in annotations for x in texts]))
 
 
 def _index_columns(
@@ -316,7 +316,7 @@ def publish_episode(
         )
     stats = dict(staged.stats)
     meta = staged.meta.model_dump()
-    episode_tasks = _episode_tasks(meta["caption"], table, staged.annotations)
+    episode_tasks = _episode_tasks(meta["caption"], [table[n].to_pylist() for n in staged.annotations])
     task_index = tasks.setdefault(meta["caption"], len(tasks))
     for name, values in _number_annotations(table, staged.annotations, tasks).items():
         table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
@@ -333,6 +333,7 @@ def publish_episode(
         valid_action_dims=staged.valid_action_dims,
         extra=staged.extra,
         annotations=staged.annotations,
+        task_rows={tasks[t]: t for t in episode_tasks} if staged.annotations else {},
     )
     _unpublish(root, episode_index, keep=set(staged.videos))
     for key in staged.videos:
@@ -360,6 +361,48 @@ def read_published(root: Path) -> list[PublishedEpisode]:
     with ThreadPoolExecutor(max_workers=min(16, len(paths))) as pool:
         episodes = list(pool.map(_read_footer, paths))
     return sorted(episodes, key=lambda e: e.record.episode_index)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Re-label a published dataset (`ingest label`, `ingest caption`)
+
+
+def _renumber_tasks(
+    table: pa.Table, ep: PublishedEpisode, meta: EpisodeMeta, tasks: dict[str, int]
+) -> tuple[pa.Table, PublishedEpisode]:
+    """The episode with new meta: caption and annotation texts numbered in the new task table."""
+    texts = {name: [ep.task_rows[k] for k in table[name].to_pylist()] for name in ep.annotations}
+    stats = dict(ep.stats)
+    task_index = tasks.setdefault(meta.caption, len(tasks))
+    columns = {"task_index": np.full(table.num_rows, task_index, dtype=np.int64)}
+    for name, rows in texts.items():
+        columns[name] = np.array([tasks.setdefault(x, len(tasks)) for x in rows], dtype=np.int64)
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+        stats[name] = array_stats(values)
+    episode_tasks = _episode_tasks(meta.caption, list(texts.values()))
+    record = ep.record.model_copy(update={**meta.model_dump(), "tasks": episode_tasks})
+    rows = {tasks[t]: t for t in episode_tasks} if ep.annotations else {}
+    return table, ep.model_copy(update={"record": record, "stats": _ordered_stats(stats), "task_rows": rows})
+
+
+def rewrite_episode_meta(root: Path, update: Callable[[PublishedEpisode], EpisodeMeta]) -> int:
+    """Give every published episode the meta `update` returns (tier, caption, ...), renumbering
+    tasks.jsonl rows in `task_index` and `annotation.*`; returns how many Parquet files changed.
+
+    Each file is rewritten atomically and only when it changes; its footer's `task_rows` decode its
+    annotation columns, so a killed run leaves files `finalize_meta` refuses and a re-run with the same
+    `update` completes them. Call `finalize_meta` afterwards."""
+    tasks: dict[str, int] = {}
+    changed = 0
+    for ep in read_published(root):
+        path = root / data_path(ep.record.episode_index)
+        meta = EpisodeMeta.model_validate(update(ep).model_dump(include=set(EpisodeMeta.model_fields)))
+        table, new = _renumber_tasks(pq.read_table(path), ep, meta, tasks)
+        if new != ep:
+            _write_parquet_atomic(table.replace_schema_metadata(None), path, new)
+            changed += 1
+    return changed
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ingest.writer import (
     publish_episode,
     read_published,
     read_staged,
+    rewrite_episode_meta,
     stage_episode,
     task_table,
 )
@@ -401,3 +402,30 @@ def test_annotation_length_must_match(source: Path, tmp_path: Path) -> None:
     ep.annotations = {"annotation.subtask": ["grasp"] * 4}
     with pytest.raises(EpisodeError, match="annotation.subtask: expected 5 strings"):
         stage_episode(ep, tmp_path / "s", VCFG)
+
+
+def test_rewrite_episode_meta_renumbers_tasks(tmp_path: Path, source: Path) -> None:
+    """New captions give a new task table; annotation columns keep their texts, meta is rebuilt."""
+    first = make_episode(4, "make tea", source, 0)
+    first.annotations = {"annotation.subtask": ["grasp", "grasp", "pour", "pour"]}
+    second = make_episode(3, "open the door", source, 1)
+    second.annotations = {"annotation.subtask": ["", "", ""]}  # every episode has the same columns
+    root, tasks, start = tmp_path / "ds", {}, 0
+    for i, ep in enumerate((first, second)):
+        stage_episode(ep, tmp_path / f"s{i}", VCFG)
+        start += publish_episode(tmp_path / f"s{i}", root, i, start, tasks).record.length
+    finalize_meta(root, "egodex", SRC_CFG, [])
+    new_caption = {"ep_0": "pour", "ep_1": "open the door"}  # episode 0's caption is now a subtask
+
+    def update(ep):
+        return ep.record.model_copy(update={"caption": new_caption[ep.record.source_episode_id]})
+
+    assert rewrite_episode_meta(root, update) == 2  # episode 1's task_index moves from 3 to 2 too
+    finalize_meta(root, "egodex", SRC_CFG, [])
+    table = [json.loads(x)["task"] for x in (root / "meta/tasks.jsonl").read_text().splitlines()]
+    assert table == ["pour", "grasp", "open the door", ""]
+    sub = pq.read_table(root / data_path(0))["annotation.subtask"].to_pylist()
+    assert [table[k] for k in sub] == ["grasp", "grasp", "pour", "pour"]
+    assert pq.read_table(root / data_path(1))["task_index"].to_pylist() == [2] * 3
+    assert validate_dataset(root) == []
+    assert rewrite_episode_meta(root, update) == 0  # a second run changes nothing
