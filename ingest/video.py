@@ -137,36 +137,79 @@ class ImageDecoder:
             yield int(i), av.VideoFrame.from_ndarray(rgb, format="rgb24")
 
 
+SEEK_MIN_FRAMES = 60  # a first needed frame this far in is reached by seeking to the keyframe before it
+
+
+def frame_timestamps(container: av.container.InputContainer, stream: av.VideoStream) -> np.ndarray | None:
+    """Every frame's pts in presentation order, from the packets (no decoding); None when a packet has
+    none. Packets the demuxer marks as discarded (MP4 edit lists) are not frames the decoder outputs."""
+    pts = []
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.is_discard:
+            continue
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+    return np.sort(np.asarray(pts, dtype=np.int64))
+
+
 class Decoder:
-    """Decodes a source video up to the last needed frame; `n_decoded` counts what it saw."""
+    """Decodes the needed frames of a source video (frame i = the i-th in presentation order): from the
+    start, or, when the first needed frame is far in (a cut episode of a long video), from the keyframe
+    before it. `n_decoded`: frames of the source reached (its length once it ends); `n_work`: frames the
+    codec actually decoded."""
 
     def __init__(self, src: Path, threads: int = 0) -> None:
-        self.src, self.threads, self.n_decoded, self.error = src, threads, 0, ""
+        self.src, self.threads, self.n_decoded, self.n_work, self.error = src, threads, 0, 0, ""
 
     def needed(self, frame_indices: np.ndarray) -> Iterator[tuple[int, av.VideoFrame]]:
         """Yield (source index, frame) for each distinct needed source frame; stop after the last one.
 
         A decode error mid-stream ends the iteration (it is reported as a short video)."""
         needed = np.unique(frame_indices)
-        pos = 0
+        pts = self._seekable_pts(int(needed[0])) if needed[0] >= SEEK_MIN_FRAMES else None
         with av.open(str(self.src)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if self.threads:
                 stream.thread_count = self.threads
-            frames = container.decode(stream)
-            while pos < len(needed):
-                try:
-                    frame = next(frames)
-                except StopIteration:
-                    return
-                except av.FFmpegError as e:
-                    self.error = f" (decode error: {e})"
-                    return
-                i, self.n_decoded = self.n_decoded, self.n_decoded + 1
-                if i == needed[pos]:
-                    pos += 1
-                    yield i, frame
+            if pts is not None:
+                container.seek(int(pts[needed[0]]), stream=stream, backward=True, any_frame=False)
+            index_of = None if pts is None else {int(p): i for i, p in enumerate(pts)}
+            yield from self._decode(container, stream, needed, index_of)
+
+    def _seekable_pts(self, first: int) -> np.ndarray | None:
+        """Every frame's pts when they can say which frame is which (present, distinct, reaching `first`)."""
+        with av.open(str(self.src)) as container:
+            pts = frame_timestamps(container, container.streams.video[0])
+        if pts is None or first >= len(pts) or len(np.unique(pts)) != len(pts):
+            return None
+        return pts
+
+    def _decode(
+        self,
+        container: av.container.InputContainer,
+        stream: av.VideoStream,
+        needed: np.ndarray,
+        index_of: dict[int, int] | None,
+    ) -> Iterator[tuple[int, av.VideoFrame]]:
+        frames, pos = container.decode(stream), 0
+        while pos < len(needed):
+            try:
+                frame = next(frames)
+            except StopIteration:
+                return
+            except av.FFmpegError as e:
+                self.error = f" (decode error: {e})"
+                return
+            i = self.n_decoded if index_of is None else index_of.get(frame.pts, -1)
+            self.n_decoded, self.n_work = max(self.n_decoded, i + 1), self.n_work + 1
+            if i > needed[pos]:  # the seek landed past a needed frame: stop rather than misplace frames
+                self.error = f" (frame {int(needed[pos])} not reached after seeking)"
+                return
+            if i == needed[pos]:
+                pos += 1
+                yield i, frame
 
 
 def _encode_frames(

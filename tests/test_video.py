@@ -132,3 +132,41 @@ def test_unreadable_source_raises(tmp_path: Path) -> None:
 def test_decreasing_indices_rejected(source: Path, tmp_path: Path) -> None:
     with pytest.raises(EpisodeError, match="non-decreasing"):
         transcode(source, np.array([3, 2]), tmp_path / "out.mp4", CFG)
+
+
+def make_long_source(path: Path, n: int, gop: int) -> Path:
+    """A 30 fps H.264 video of `n` frames, keyframe every `gop`; frame k's left half is grey 16 * (k // 16)
+    and its right half grey 16 * (k % 16), so k can be read back from any decoded frame."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "10", "g": str(gop), "bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        for k in range(n):
+            img = np.zeros((32, 64, 3), dtype=np.uint8)
+            img[:, :32], img[:, 32:] = 16 * (k // 16), 16 * (k % 16)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def long_index(frame: av.VideoFrame) -> int:
+    rgb = frame.to_ndarray(format="rgb24").astype(float)
+    return 16 * round(rgb[:, 4:28].mean() / 16) + round(rgb[:, 36:60].mean() / 16)
+
+
+def test_decoder_seeks_to_the_keyframe_before_a_late_window(tmp_path: Path) -> None:
+    """A cut episode late in a long video: the same frames as a decode from the start, far less work."""
+    src = make_long_source(tmp_path / "long.mp4", 240, gop=30)
+    wanted = np.array([200, 200, 203, 206, 209, 230])
+    decoder = Decoder(src)
+    got = [(i, long_index(f)) for i, f in decoder.needed(wanted)]
+    assert got == [(i, i) for i in (200, 203, 206, 209, 230)]
+    assert decoder.n_work <= 231 - 180  # from the keyframe at 180, not from frame 0
+    assert decoder.n_decoded == 231
+
+
+def test_decoder_seek_reports_a_short_source(tmp_path: Path) -> None:
+    src = make_long_source(tmp_path / "long.mp4", 120, gop=30)
+    with pytest.raises(EpisodeError, match="source has 120 frames, needed 131"):
+        transcode(src, np.arange(100, 131), tmp_path / "out.mp4", CFG)
