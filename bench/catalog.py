@@ -62,6 +62,8 @@ def synthetic_episodes(n: int, n_datasets: int, seed: int = 0) -> pl.DataFrame:
             "embodiment": np.where(cats == "real_robot", "franka", "human_ego"),
             "category": cats,
             "quality_tier": tier,
+            "tier_rule": np.where(tier == "low", "idle_ratio <= 0.5", "all_passed"),
+            "tier_reason": "",
             "has_action": tier != "actionless",
             "length": length,
             "seconds": length / 10,

@@ -28,7 +28,8 @@ def make_input(tmp: Path, args: argparse.Namespace) -> tuple[Path, Path]:
     fx = rlds_fx.write_rlds_dataset(tmp / "in", splits={"train": [args.episodes] * args.shards},
                                     num_steps=args.steps, hw=(args.size, args.size))  # fmt: skip
     cfg = PipelinesFile.load(DEFAULT_PIPELINES).source("oxe")
-    cfg = cfg.model_copy(update={"cameras": list(rlds_fx.CAMERAS), "splits": ["train"]})
+    cameras = [f"steps/observation/{c}" for c in rlds_fx.CAMERAS]
+    cfg = cfg.model_copy(update={"cameras": cameras, "splits": ["train"]})
     pipelines = tmp / "pipelines.yaml"
     pipelines.write_text(yaml.safe_dump({"sources": {"oxe": cfg.model_dump(mode="json")}}))
     return fx.root, pipelines

@@ -172,6 +172,8 @@ def read_dataset(ds: Path, fp: str) -> tuple[CatalogDataset, list[CatalogEpisode
             embodiment=r.embodiment,
             category=card.embodiment_kind,
             quality_tier=r.quality_tier,
+            tier_rule=r.tier_rule,
+            tier_reason=r.tier_reason,
             has_action=r.has_action,
             length=r.length,
             seconds=r.length / info.fps,

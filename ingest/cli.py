@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
+
+if TYPE_CHECKING:
+    from schemas.captions import CaptionsConfig
 
 app = typer.Typer(help="Ingest embodied datasets into LeRobot v2.1 datasets.", no_args_is_help=True)
 ModelDir = Annotated[
@@ -14,6 +18,13 @@ ModelDir = Annotated[
 ]
 RandomWeights = Annotated[
     bool, typer.Option(help="No weights: a random ViT-S/16, for demos and tests only (marked as such).")
+]
+CaptionerOpt = Annotated[
+    str | None,
+    typer.Option(help="template | cached | vlm (default: pipelines.yaml captions.captioner)."),
+]
+CaptionsFile = Annotated[
+    Path | None, typer.Option("--captions", help="cached: JSONL of {source_episode_id, caption} rows.")
 ]
 
 
@@ -32,10 +43,23 @@ def run(
     latents: Annotated[bool, typer.Option(help="Then cache DINOv3 latents (see `ingest latents`).")] = False,
     model_dir: ModelDir = None,
     random_weights: RandomWeights = False,
+    mano_dir: Annotated[
+        Path | None, typer.Option(help="Folder of MANO_RIGHT.pkl / MANO_LEFT.pkl (hot3d; EI_FORGE_MANO_DIR).")
+    ] = None,
+    captioner: CaptionerOpt = None,
+    captions: CaptionsFile = None,
+    caption_model_dir: Annotated[
+        Path | None, typer.Option(help="vlm: local Qwen3-VL folder (default: captions.vlm.model_dir).")
+    ] = None,
 ) -> None:
     """Convert every episode of SOURCE under --input into a LeRobot v2.1 dataset."""
-    from ingest.job import RunOptions
+    from ingest.job import RunOptions, SectionError
     from ingest.job import run as run_job
+
+    if mano_dir is not None:  # read by the sections that need MANO (schemas/sources_hot3d.py)
+        from schemas.sources_hot3d import MANO_DIR_ENV
+
+        os.environ[MANO_DIR_ENV] = str(mano_dir.expanduser().resolve())
 
     fields = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address}
     opts = RunOptions(
@@ -46,14 +70,23 @@ def run(
         progress=progress,
         **{k: v for k, v in fields.items() if v is not None},
     )
-    summary = run_job(opts)
+    caption_args = CaptionArgs(captioner=captioner, captions=captions, model_dir=caption_model_dir)
+    post_caption = _post_caption(opts.pipelines, caption_args)
+    try:
+        summary = run_job(opts)
+    except (FileNotFoundError, SectionError) as e:  # missing --input or MANO files; no section fits
+        typer.echo(f"ingest run: {e}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(
         f"{summary.dataset_root}: {summary.total_episodes} episodes, {summary.total_frames} frames "
         f"(this run: {summary.published} published, {summary.rejected} rejected, "
         f"{summary.skipped_published} source items already published)"
     )
+    typer.echo(f"{summary.dataset_root}: {summary.tiers.line()}")
     if summary.rejected:
         typer.echo(f"rejects: {summary.dataset_root / 'meta' / 'rejects.jsonl'}", err=True)
+    if post_caption:  # the run gave every episode its template caption
+        _caption(summary.dataset_root, opts.pipelines, caption_args, address, workers, progress)
     if latents:
         _latents(summary.dataset_root, opts.pipelines, model_dir, random_weights, address, workers, progress)
     if summary.reject_ratio > opts.max_reject_ratio:
@@ -107,6 +140,80 @@ def _latents(
         raise typer.Exit(1)
 
 
+class CaptionArgs(NamedTuple):
+    captioner: str | None
+    captions: Path | None
+    model_dir: Path | None
+
+
+@app.command("caption")
+def caption_cmd(
+    path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/NAME) written by `ingest run`.")],
+    captioner: CaptionerOpt = None,
+    captions: CaptionsFile = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="vlm: local Qwen3-VL folder (default: captions.vlm.model_dir).")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster instead of a local Ray.")] = None,
+    workers: Annotated[int | None, typer.Option(help="vlm: decode tasks at once (default: CPUs).")] = None,
+    pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml to read (section captions).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Give every episode of a dataset a unified instruction (`caption`); `task_original` is kept."""
+    from ingest.job import DEFAULT_PIPELINES
+
+    args = CaptionArgs(captioner=captioner, captions=captions, model_dir=model_dir)
+    _caption(path, pipelines or DEFAULT_PIPELINES, args, address, workers, progress)
+
+
+def _captions_cfg(pipelines: Path, args: CaptionArgs) -> CaptionsConfig:
+    from schemas.pipelines import PipelinesFile
+
+    cfg = PipelinesFile.load(pipelines).captions
+    update = {"captioner": args.captioner, "captions_file": args.captions}
+    cfg = cfg.model_validate({**cfg.model_dump(), **{k: v for k, v in update.items() if v is not None}})
+    if args.model_dir is not None:
+        cfg.vlm.model_dir = args.model_dir
+    return cfg
+
+
+def _post_caption(pipelines: Path, args: CaptionArgs) -> bool:
+    """Whether `ingest run` re-captions after publishing (cached, vlm); exit 2 on a bad option."""
+    from pydantic import ValidationError
+
+    try:
+        return _captions_cfg(pipelines, args).captioner != "template"
+    except ValidationError as e:
+        typer.echo(f"ingest run: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _caption(
+    path: Path, pipelines: Path, args: CaptionArgs, address: str | None, workers: int | None, progress: bool
+) -> None:
+    from pydantic import ValidationError
+
+    from ingest.captions.job import CaptionOptions, run_caption
+
+    try:
+        cfg = _captions_cfg(pipelines, args)
+        opts = CaptionOptions(dataset=path, captions=cfg, pipelines=pipelines, address=address,
+                              workers=workers, progress=progress)  # fmt: skip
+        summary = run_caption(opts)
+    except (ValueError, FileNotFoundError, ValidationError) as e:
+        typer.echo(f"ingest caption: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{path}: {summary.captioned} of {summary.episodes} episodes captioned by {summary.captioner} "
+        f"({summary.reused} from an earlier run, {summary.fallbacks} fell back to the template, "
+        f"{len(summary.kept)} kept their caption); {summary.files_changed} files changed"
+    )
+    for sid in summary.kept[:10]:
+        typer.echo(f"kept (not in --captions): {sid}", err=True)
+    for err in summary.errors:
+        typer.echo(f"video not decoded, template caption kept: {err}", err=True)
+
+
 @app.command()
 def validate(path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/NAME).")]) -> None:
     """Check a dataset against the contract; exit 0 only when every check holds."""
@@ -119,6 +226,31 @@ def validate(path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/N
         typer.echo(f"{len(problems)} problem(s) in {path}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{path}: valid")
+
+
+@app.command()
+def label(
+    path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/NAME) written by `ingest run`.")],
+    overrides: Annotated[
+        Path | None, typer.Option(help="CSV `source_episode_id,tier,reason`: these tiers win (recorded).")
+    ] = None,
+    reset_overrides: Annotated[bool, typer.Option(help="Forget overrides of earlier runs.")] = False,
+    pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml to read (section `tiers`).")] = None,
+) -> None:
+    """Decide every episode's quality tier again from its metrics (docs/TIERS.md). A published episode is
+    not re-encoded: idle spans tier it `low`, only `ingest run` can cut them."""
+    from ingest.job import DEFAULT_PIPELINES
+    from ingest.label import LabelOptions
+    from ingest.label import label as label_dataset
+
+    pipelines = pipelines or DEFAULT_PIPELINES
+    opts = LabelOptions(path=path, pipelines=pipelines, overrides=overrides, reset_overrides=reset_overrides)
+    try:
+        summary = label_dataset(opts)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        typer.echo(f"ingest label: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{path}: {summary.changed} episodes changed; {summary.counts.line()}")
 
 
 @app.command()

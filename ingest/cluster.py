@@ -24,9 +24,9 @@ def init_ray(address: str | None, workers: int | None) -> tuple[bool, int]:
     elif started:
         ray.init(
             address="local",  # a new embedded instance, never a `ray start` cluster found on this machine
+            # GPUs are detected (latents and VLM captions get one per actor); ingest tasks ask for none
             logging_level=logging.WARNING,
             num_cpus=workers or os.cpu_count() or 1,
-            num_gpus=0,
             include_dashboard=False,
             object_store_memory=512 * 1024**2,
             log_to_driver=False,

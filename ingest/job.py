@@ -27,10 +27,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest import writer
+from ingest.captions.template import caption_stage
 from ingest.cluster import init_ray, progress, quiet_data_context, shutdown_ray
 from ingest.errors import EpisodeError
+from ingest.label import TierCounts, tier_counts
 from ingest.sources import get_source
-from ingest.sources.base import SourceEpisodeRef
+from ingest.sources.base import PartReject, SourceEpisodeRef
+from ingest.stages import quality
+from schemas.episode import CanonicalEpisode
+from schemas.lerobot import REJECTS_PATH
 from schemas.pipelines import PipelinesFile, SourceConfig
 from schemas.reject import RejectRecord
 
@@ -38,6 +43,7 @@ DEFAULT_PIPELINES = Path(__file__).resolve().parents[1] / "pipelines.yaml"
 WORK_DIR = ".work"
 EPISODES_PER_TASK = 4
 PARTS_FILE = "parts.json"
+PART_REJECTS_FILE = "part_rejects.json"
 
 
 class RunOptions(BaseModel):
@@ -65,21 +71,25 @@ class RunSummary(BaseModel):
     discovered: int  # source items (files, shards, episodes of the source)
     skipped_published: int  # source items already published
     published: int  # dataset episodes published by this run
-    rejected: int  # source items rejected by this run
+    rejected: int  # source items, or parts of them (records of a shard), rejected by this run
     total_episodes: int
     total_frames: int
+    tiers: TierCounts  # the whole dataset's tiers and what the interaction filter cut
 
     @property
     def reject_ratio(self) -> float:
-        attempted = self.discovered - self.skipped_published
+        """Rejected over published + rejected: the share of this run's source episodes not converted."""
+        attempted = self.published + self.rejected
         return self.rejected / attempted if attempted else 0.0
 
 
 class ConvertResult(BaseModel):
-    """One row coming back from a worker: staged directories or a reject."""
+    """One row coming back from a worker: staged directories (and the rejected parts of the item, keyed
+    by the part's source episode id), or a reject of the whole item."""
 
     source_episode_id: str
     staged: list[str] = []
+    part_rejects: dict[str, RejectRecord] = {}
     reject: RejectRecord | None = None
 
 
@@ -104,25 +114,49 @@ def _staged_parts(staging: Path) -> list[Path] | None:
     return parts if all(writer.is_staged(p) for p in parts) else None
 
 
+def _staged_part_rejects(staging: Path) -> dict[str, RejectRecord]:
+    path = staging / PART_REJECTS_FILE
+    rows = json.loads(path.read_text()) if path.is_file() else {}
+    return {k: RejectRecord.model_validate(v) for k, v in rows.items()}
+
+
+def _mark_staged(staging: Path, parts: list[Path], part_rejects: dict[str, RejectRecord]) -> None:
+    """Write the part rejects, then the parts list: the marker that staging is complete."""
+    staging.mkdir(parents=True, exist_ok=True)
+    rejects = {k: r.model_dump() for k, r in part_rejects.items()}
+    (staging / PART_REJECTS_FILE).write_text(json.dumps(rejects))
+    tmp = staging / f".{PARTS_FILE}.tmp"
+    tmp.write_text(json.dumps([p.name for p in parts]))
+    os.replace(tmp, staging / PARTS_FILE)
+
+
 def convert_one(ref: SourceEpisodeRef, cfg: SourceConfig, work: Path) -> ConvertResult:
     """Convert and stage one source episode; bad input becomes a reject, never an exception."""
     staging = work / "staged" / safe_id(ref.source_episode_id)
     parts = _staged_parts(staging)
     if parts is not None:
-        return ConvertResult(source_episode_id=ref.source_episode_id, staged=[str(p) for p in parts])
+        return _staged_result(ref, parts, _staged_part_rejects(staging))
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        episodes = get_source(cfg.format).convert(ref, cfg)
+        items = get_source(cfg.format).convert(ref, cfg)
+        episodes = [caption_stage(quality.stage(x, cfg)) for x in items if isinstance(x, CanonicalEpisode)]
+        rejected = [x for x in items if isinstance(x, PartReject)]
+        part_rejects = {x.source_episode_id: _reject(ref, x.error) for x in rejected}
         parts = [staging / f"part-{i:03d}" for i in range(len(episodes))]
         for ep, part in zip(episodes, parts, strict=True):
             writer.stage_episode(ep, part, cfg.video)
-        tmp = staging / f".{PARTS_FILE}.tmp"
-        tmp.write_text(json.dumps([p.name for p in parts]))
-        os.replace(tmp, staging / PARTS_FILE)  # the marker that staging is complete
+        _mark_staged(staging, parts, part_rejects)
     except Exception as exc:  # noqa: BLE001 - every failure of one episode is a reject, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
         return ConvertResult(source_episode_id=ref.source_episode_id, reject=_reject(ref, exc))
-    return ConvertResult(source_episode_id=ref.source_episode_id, staged=[str(p) for p in parts])
+    return _staged_result(ref, parts, part_rejects)
+
+
+def _staged_result(
+    ref: SourceEpisodeRef, parts: list[Path], part_rejects: dict[str, RejectRecord]
+) -> ConvertResult:
+    staged = [str(p) for p in parts]
+    return ConvertResult(source_episode_id=ref.source_episode_id, staged=staged, part_rejects=part_rejects)
 
 
 def _reject(ref: SourceEpisodeRef, exc: Exception) -> RejectRecord:
@@ -161,21 +195,23 @@ class Publisher:
         started = any(base_id(i) == ref.source_episode_id for i in self.published)
         return started and not (work / "staged" / safe_id(ref.source_episode_id)).exists()
 
-    def publish_all(self, staged: list[str]) -> None:
-        """Publish every part of one source episode, then drop its staging folder."""
-        for part in staged:
-            self.publish(Path(part))
+    def publish_all(self, staged: list[str]) -> int:
+        """Publish every part of one source episode, then drop its staging folder; returns how many
+        parts this call published (a part published before a run died is not counted again)."""
+        count = sum(self.publish(Path(part)) for part in staged)
         if staged:
             shutil.rmtree(Path(staged[0]).parent, ignore_errors=True)
+        return count
 
-    def publish(self, staged: Path) -> None:
+    def publish(self, staged: Path) -> bool:
         meta = writer.read_staged(staged).meta
         if meta.source_episode_id in self.published:  # a part published before the run died
-            return
+            return False
         pub = writer.publish_episode(staged, self.root, self.next_episode, self.next_index, self.tasks)
         self.published.add(meta.source_episode_id)
         self.next_episode += 1
         self.next_index += pub.record.length
+        return True
 
 
 def base_id(source_episode_id: str) -> str:
@@ -201,7 +237,13 @@ def clear_reject(root: Path, key: str) -> None:
 
 
 def load_rejects(root: Path) -> list[RejectRecord]:
-    files = sorted(_rejects_dir(root).glob("*.json")) if _rejects_dir(root).exists() else []
+    """The dataset's rejects: the run's records in `.work/`, or `meta/rejects.jsonl` when the dataset
+    was moved without its work folder (a label / caption pass must not drop them)."""
+    if not _rejects_dir(root).exists():
+        path = root / REJECTS_PATH
+        lines = path.read_text().splitlines() if path.is_file() else []
+        return [RejectRecord.model_validate_json(x) for x in lines if x.strip()]
+    files = sorted(_rejects_dir(root).glob("*.json"))
     records = [RejectRecord.model_validate_json(f.read_text()) for f in files]
     return sorted(records, key=lambda r: r.source_path)
 
@@ -231,14 +273,14 @@ def _convert_stream(
 
 
 @contextmanager
-def _exclusive(root: Path) -> Iterator[None]:
+def dataset_lock(root: Path) -> Iterator[None]:
     """One run per dataset at a time: a second one fails at once instead of interleaving episodes."""
     (root / WORK_DIR).mkdir(parents=True, exist_ok=True)
     with open(root / WORK_DIR / "lock", "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another `ingest run` is writing {root}") from None
+            raise RuntimeError(f"another `ingest run`, `label` or `caption` is writing {root}") from None
         yield
 
 
@@ -247,8 +289,9 @@ def _convert_and_publish(
 ) -> tuple[int, int]:
     """Stream conversions from Ray and publish them in order.
 
-    Returns (episodes published, source items rejected): one source item (an EgoDex file pair, an RLDS
-    shard) may give several episodes."""
+    Returns (episodes published, rejects): one source item (an EgoDex file pair, an RLDS shard) may give
+    several episodes, and a reject is a whole item or one rejected part of it (a record of a shard). Part
+    rejects are saved before the item's episodes are published, so that a kill cannot lose them."""
     root, n_published, n_rejected = publisher.root, 0, 0
     started, workers = init_ray(opts.address, opts.workers)
     try:
@@ -259,23 +302,54 @@ def _convert_and_publish(
                     save_reject(root, result.reject, result.source_episode_id)
                     n_rejected += 1
                 else:
-                    publisher.publish_all(result.staged)
+                    for key, reject in result.part_rejects.items():
+                        save_reject(root, reject, key)
+                    n_published += publisher.publish_all(result.staged)
                     clear_reject(root, result.source_episode_id)
-                    n_published += len(result.staged)
+                    n_rejected += len(result.part_rejects)
                 bar.update(task, advance=1, rejects=n_rejected)
     finally:
         shutdown_ray(started)
     return n_published, n_rejected
 
 
+class SectionError(ValueError):
+    """No single pipelines.yaml section fits `ingest run <format>` for this input."""
+
+
+def pick_section(pipes: PipelinesFile, source: str, root: Path) -> str:
+    """`source` when pipelines.yaml has that section; for a format name without one (`ingest run lerobot`),
+    the one section of that format whose mapping fits the input (its `discover` accepts it)."""
+    if source in pipes.sources:
+        return source
+    candidates = [n for n, c in pipes.sources.items() if c.format == source]
+    if not candidates:
+        pipes.source(source)  # raises KeyError naming the known sections
+    fits, why = [], []
+    for name in candidates:
+        try:
+            get_source(source).discover(root, pipes.sources[name])
+            fits.append(name)
+        except (EpisodeError, ValueError, KeyError) as e:
+            why.append(f"{name}: {e}")
+    if len(fits) != 1:
+        detail = f"several fit: {fits}" if fits else "none fits:\n  " + "\n  ".join(why)
+        raise SectionError(f"pick the pipelines.yaml section for {root}; {detail}")
+    return fits[0]
+
+
 def run(opts: RunOptions) -> RunSummary:
     """`ingest run`: convert every source episode under `opts.input` into `opts.dataset_root`."""
-    cfg = PipelinesFile.load(opts.pipelines).source(opts.source)
     if not opts.input.exists():
         raise FileNotFoundError(f"--input {opts.input} does not exist")
+    pipes = PipelinesFile.load(opts.pipelines)
+    section = pick_section(pipes, opts.source, opts.input)
+    if section != opts.source:  # the dataset keeps the name typed; its card names the section used
+        opts = opts.model_copy(update={"source": section, "name": opts.name or opts.source})
+    cfg = pipes.source(opts.source)
     refs = get_source(cfg.format).discover(opts.input, cfg)[: opts.limit]
     root = opts.dataset_root
-    with _exclusive(root):
+    with dataset_lock(root):
         publisher = Publisher(root)
         todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
         published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
@@ -288,4 +362,5 @@ def run(opts: RunOptions) -> RunSummary:
         rejected=rejected,
         total_episodes=info.total_episodes,
         total_frames=info.total_frames,
+        tiers=tier_counts(root),
     )

@@ -83,6 +83,8 @@ class CatalogEpisode(BaseModel):
     embodiment: str
     category: Category = Field(description="the dataset card's embodiment_kind")
     quality_tier: QualityTier
+    tier_rule: str = Field("", description="what decided the tier (docs/TIERS.md)")
+    tier_reason: str = ""
     has_action: bool
     length: int = Field(gt=0, description="frames at the dataset's fps")
     seconds: float = Field(ge=0, description="length / fps")
@@ -132,6 +134,8 @@ def episode_schema() -> dict[str, Any]:
         "embodiment": pl.String,
         "category": pl.Enum(list(CATEGORIES)),
         "quality_tier": pl.Enum(list(TIERS)),
+        "tier_rule": pl.String,
+        "tier_reason": pl.String,
         "has_action": pl.Boolean,
         "length": pl.Int64,
         "seconds": pl.Float64,

@@ -26,8 +26,12 @@ class EpisodeMeta(BaseModel):
     has_action: bool
     quality_tier: QualityTier
     quality_metrics: dict[str, float] = Field(default_factory=dict)
+    # What decided the tier (docs/TIERS.md): the failing rule (`jerk_rms <= 30`), `interaction`,
+    # `no_action`, `override` or `all_passed`; and a sentence naming the measured values.
+    tier_rule: str = ""
+    tier_reason: str = ""
     caption: str
-    caption_source: str = Field(pattern=r"^(source|template|vlm:.+)$")
+    caption_source: str = Field(pattern=r"^(source|template|cached|vlm:.+)$")
     task_original: str
 
 

@@ -1,12 +1,13 @@
-"""What every source's `pipelines.yaml` section shares: output video, quality rule, provenance."""
+"""What every source's `pipelines.yaml` section shares: output video, tier rules, provenance."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.card import EmbodimentKind, ReferenceFrame
+from schemas.tiers import DEFAULT_TIERS, QualityConfig, TiersConfig
 
 
 class VideoConfig(BaseModel):
@@ -22,14 +23,6 @@ class VideoConfig(BaseModel):
     threads: int = Field(0, ge=0, description="codec threads per conversion; 0 lets FFmpeg choose")
 
 
-class QualityConfig(BaseModel):
-    """First tier rule: `high` when both thresholds hold, else `low` (docs/CONTRACT.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_valid_fraction: float = Field(0.8, ge=0, le=1)
-    max_wrist_speed: float = Field(3.0, gt=0, description="metres per second, 99th percentile")
-
-
 class SourceConfig(BaseModel):
     """Subclasses fix `format` to their source module's name (ingest/sources/<format>.py)."""
 
@@ -42,4 +35,14 @@ class SourceConfig(BaseModel):
     reference_frame: ReferenceFrame
     native_fps: float = Field(gt=0)
     video: VideoConfig = VideoConfig()
+    # The tier rules of this section's category: filled from the top-level `tiers:` block by
+    # `PipelinesFile` (a section never sets them; docs/TIERS.md), else the built-in defaults.
     quality: QualityConfig = QualityConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _category_rules(cls, data: Any) -> Any:
+        kind = data.get("embodiment_kind") if isinstance(data, dict) else None
+        if kind in TiersConfig.model_fields and "quality" not in data:
+            return {**data, "quality": DEFAULT_TIERS.for_kind(data["embodiment_kind"])}
+        return data

@@ -1,4 +1,4 @@
-"""`pipelines.yaml` section of a LeRobot v2.0 / v2.1 input dataset (`format: lerobot`).
+"""`pipelines.yaml` section of a LeRobot v2.0 / v2.1 / v3.0 input dataset (`format: lerobot`).
 
 A *field* names per-frame numbers in the input Parquet, in one of three forms:
 
@@ -8,7 +8,9 @@ A *field* names per-frame numbers in the input Parquet, in one of three forms:
   (the column is the entry's `original_key`, default `observation.state` for `state` and `action` for
   `action`).
 
-A field the input does not have is a named error at conversion time (`EpisodeError`), never ignored.
+A field, camera or annotation the input's `meta/info.json` (or `modality.json`) does not declare is refused
+when the run starts (`EpisodeError` naming it); a column missing from an episode's Parquet rejects that
+episode. Nothing is silently ignored.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from schemas.source_config import SourceConfig
 
 FIELD_PATTERN = r"^(modality:(state|action)\.[^\s\[\]]+|[^\s\[\]:]+(\[\d+:\d+\])?)$"
 FieldSpec = Annotated[str, StringConstraints(pattern=FIELD_PATTERN)]
+AnnotationKey = Annotated[str, StringConstraints(pattern=r"^annotation\.[^/\s]+$")]
 
 RotationConvention = Literal["quat_xyzw", "quat_wxyz", "euler", "rot6d"]
 
@@ -58,7 +61,8 @@ class ArmMapping(BaseModel):
 
 
 class LeRobotInputConfig(SourceConfig):
-    """A LeRobot v2.0 / v2.1 dataset folder (GR00T `modality.json` slices understood)."""
+    """A LeRobot v2.0 / v2.1 / v3.0 dataset folder, or a folder of them (GR00T `modality.json` slices
+    understood)."""
 
     format: Literal["lerobot"]
     right: ArmMapping | None = Field(None, description="single-arm robots fill `right`")
@@ -75,4 +79,14 @@ class LeRobotInputConfig(SourceConfig):
     )
     invalid_tasks: list[str] = Field(
         default_factory=lambda: ["valid"], description="task texts that are not instructions (GR00T)"
+    )
+    annotations: list[AnnotationKey] | None = Field(
+        None,
+        description="`annotation.*` columns of task indices carried over as per-frame text (10 Hz, nearest);"
+        " None: every integer `annotation.*` feature of info.json",
+    )
+    robot_types: list[str] | None = Field(
+        None,
+        description="info.json `robot_type`s the mapping is for: datasets of other types under the input"
+        " folder are skipped, and a single dataset of another type is refused; None: any",
     )

@@ -14,6 +14,7 @@ from ingest.sources.base import SourceEpisodeRef
 from ingest.stages.quality import assess, quality_metrics
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import EgoDexConfig, PipelinesFile, QualityConfig
+from schemas.tiers import DEFAULT_TIERS, TierRule
 from tests.fixtures.egodex import BAD_FRAME, ExpectedEpisode, Motion, decode_frame_index, write_episode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,8 +292,10 @@ def test_quality_rule_by_hand() -> None:
     assert m["valid_fraction"] == pytest.approx(0.9)
     assert m["wrist_speed_p99"] == pytest.approx(3 + 0.97, rel=1e-6)  # numpy linear percentile of 1..4
     assert (m["duration_s"], m["frames"]) == (0.5, 5.0)
-    assert assess(state_mask, action, action_mask, ("left", "right"), QualityConfig())[0] == "low"
-    ok = QualityConfig(min_valid_fraction=0.9, max_wrist_speed=4.0)
+    human = DEFAULT_TIERS.human_action  # valid_fraction >= 0.8 holds, wrist_speed_p99 <= 3 fails
+    assert assess(state_mask, action, action_mask, ("left", "right"), human)[0] == "low"
+    ok = QualityConfig(rules=[TierRule(metric="valid_fraction", op=">=", value=0.9),
+                              TierRule(metric="wrist_speed_p99", op="<=", value=4.0)])  # fmt: skip
     assert assess(state_mask, action, action_mask, ("left", "right"), ok)[0] == "high"
     assert quality_metrics(state_mask, action, action_mask, ("right",))["valid_fraction"] == 1.0
 

@@ -79,7 +79,10 @@ def test_local_run_publishes_good_and_rejects_bad(mixed_input, tmp_path: Path) -
         np.testing.assert_allclose(got["action"], want.action, atol=1e-5)
         np.testing.assert_array_equal(got["observation.state_mask"], want.state_mask)
         np.testing.assert_array_equal(got["index"], np.arange(start, start + ep["length"]))
-        assert ep["caption"] == want.caption
+        # the template captioner: "Do the X task forwards." -> "do the X task forwards"; source text kept
+        template = want.caption[0].lower() + want.caption[1:].removesuffix(".")
+        assert (ep["caption"], ep["caption_source"]) == (template, "template")
+        assert ep["task_original"] == want.caption
         assert _video_source_frames(root, ep["episode_index"]) == want.frame_indices.tolist()
         start += ep["length"]
     rejects = [json.loads(line) for line in (root / "meta/rejects.jsonl").read_text().splitlines()]
@@ -221,9 +224,9 @@ def test_cut_recording_resumes_between_parts(tmp_path: Path, monkeypatch: pytest
 
 
 def test_second_run_on_the_same_dataset_fails_at_once(tmp_path: Path) -> None:
-    from ingest.job import _exclusive
+    from ingest.job import dataset_lock
 
     write_dataset(tmp_path / "in", 1, 10)
-    with _exclusive(tmp_path / "out" / "egodex"), pytest.raises(RuntimeError, match="another `ingest run`"):
+    with dataset_lock(tmp_path / "out" / "egodex"), pytest.raises(RuntimeError, match="another `ingest run`"):
         run(_opts(tmp_path / "in", tmp_path / "out"))
     assert not (tmp_path / "out/egodex/meta").exists()

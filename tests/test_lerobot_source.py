@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,28 +15,19 @@ from ingest.errors import EpisodeError
 from ingest.sources.lerobot import SOURCE
 from schemas.episode import CanonicalEpisode
 from schemas.sources_lerobot import LeRobotInputConfig
+from tests.fixtures import lerobot as fx
+from tests.fixtures.lerobot import TASKS, gripper_m, position, quat_xyzw
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "realdata"
 GR00T = REAL / "gr00t_demo_robot_sim.PickNPlace"
 LDA = REAL / "lerobot_v21_lda1b_sim_pick_place"
+G1 = REAL / "lerobot_v21_unitree_g1_inspire"
 GRIPPER_MAX_M = 0.08
-TASKS = ["pick the cube", "valid", "stack the cups"]
 R_OFF = 73  # the `right` side's offset in the 146 vector
 
 
-# ---------------------------------------------------------------------------------------------- motion
-
-
-def position(t: np.ndarray) -> np.ndarray:
-    return np.stack([0.3 + 0.1 * np.sin(t), 0.05 * t, 0.4 + 0.02 * t**2], axis=-1)
-
-
-def quat_xyzw(t: np.ndarray) -> np.ndarray:
-    """A rotation of angle 0.6 t about a fixed tilted axis, as (x, y, z, w)."""
-    axis = np.array([1.0, 2.0, 2.0]) / 3.0
-    half = 0.3 * t
-    return np.concatenate([np.sin(half)[:, None] * axis, np.cos(half)[:, None]], axis=-1)
+# ---------------------------------------------------------------------------------------------- fixture
 
 
 def matrix_xyzw(q: np.ndarray) -> np.ndarray:
@@ -53,30 +43,8 @@ def matrix_xyzw(q: np.ndarray) -> np.ndarray:
     )
 
 
-def gripper_m(t: np.ndarray) -> np.ndarray:
-    return 0.04 + 0.04 * np.sin(2 * t)
-
-
 def six_d(R: np.ndarray) -> np.ndarray:
     return np.concatenate([R[:, :, 0], R[:, :, 1]], axis=-1)
-
-
-# ---------------------------------------------------------------------------------------------- fixture
-
-
-def write_mp4(path: Path, frames: int, fps: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(frames):
-            img = np.full((32, 32, 3), (i * 7) % 256, dtype=np.uint8)
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        out.mux(stream.encode(None))
-
-
-def _list_column(values: np.ndarray) -> pa.Array:
-    return pa.array([row.tolist() for row in values], type=pa.list_(pa.float64()))
 
 
 def write_dataset(
@@ -88,45 +56,15 @@ def write_dataset(
     frame_index: bool = True,
     cameras: tuple[str, ...] = ("observation.images.front",),
     videos: tuple[str, ...] = ("observation.images.front",),
+    **kw: Any,
 ) -> dict[str, np.ndarray]:
-    """One-episode dataset; `observation.state` = xyz + quat xyzw + gripper (m). Returns the source."""
-    t = np.arange(frames) / fps
-    state = np.concatenate([position(t), quat_xyzw(t), gripper_m(t)[:, None]], axis=1)
-    action = np.random.default_rng(0).normal(size=(frames, 4))
-    cols: dict[str, pa.Array] = {
-        "observation.state": _list_column(state),
-        "action": _list_column(action),
-        "timestamp": pa.array((t + t0).astype(np.float32)),
-        "episode_index": pa.array(np.zeros(frames, dtype=np.int64)),
-        "index": pa.array(np.arange(frames, dtype=np.int64)),
-        "task_index": pa.array(np.zeros(frames, dtype=np.int64)),
-    }
-    if frame_index:
-        cols["frame_index"] = pa.array(np.arange(frames, dtype=np.int64))
-    (root / "data/chunk-000").mkdir(parents=True)
-    pq.write_table(pa.table(cols), root / "data/chunk-000/episode_000000.parquet")
-    features: dict[str, Any] = {
-        "observation.state": {"dtype": "float64", "shape": [8], "names": [f"s{i}" for i in range(8)]},
-        "action": {"dtype": "float64", "shape": [4], "names": ["a0", "a1", "a2", "a3"]},
-        "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-    }
-    for cam in cameras:
-        features[cam] = {"dtype": "video", "shape": [32, 32, 3], "names": ["height", "width", "channels"]}
-    info = {
-        "codebase_version": version, "robot_type": "test_arm", "fps": fps, "chunks_size": 1000,
-        "data_path": "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet",
-        "video_path": "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4",
-        "features": features,
-    }  # fmt: skip
-    (root / "meta").mkdir()
-    (root / "meta/info.json").write_text(json.dumps(info))
-    (root / "meta/tasks.jsonl").write_text("".join(json.dumps({"task_index": i, "task": s}) + "\n"
-                                                   for i, s in enumerate(TASKS)))  # fmt: skip
-    episode = {"episode_index": 0, "tasks": [TASKS[0]], "length": frames}
-    (root / "meta/episodes.jsonl").write_text(json.dumps(episode) + "\n")
-    for cam in videos:
-        write_mp4(root / f"videos/chunk-000/{cam}/episode_000000.mp4", frames, fps)
-    return {"t": t, "state": state, "action": action}
+    """One-episode `arm` dataset (tests/fixtures/lerobot.py); returns the source values."""
+    missing = {(0, c) for c in cameras if c not in videos}
+    spec = fx.Spec(lengths=[frames], fps=fps, t0=t0, frame_index=frame_index, cameras=cameras,
+                   missing_videos=missing, **kw)  # fmt: skip
+    fx.write_v2(root, spec, version)
+    cols = spec.columns(0)
+    return {"t": spec.times(0), "state": cols["observation.state"], "action": cols["action"]}
 
 
 def config(**kw: Any) -> LeRobotInputConfig:
@@ -261,10 +199,95 @@ def test_joint_only_masks_wrist(tmp_path: Path) -> None:
     assert joints.names == [f"s{i}" for i in range(8)]
 
 
-def test_v3_refused(tmp_path: Path) -> None:
-    write_dataset(tmp_path / "ds", version="v3.0")
-    with pytest.raises(EpisodeError, match="not supported"):
+def test_unknown_version_refused(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "ds", version="v1.6")
+    with pytest.raises(EpisodeError, match="unknown LeRobot version 'v1.6'") as err:
         SOURCE.discover(tmp_path / "ds", config())
+    assert (err.value.field, err.value.stage) == ("codebase_version", "discover")
+
+
+@pytest.mark.parametrize(
+    ("kw", "key"),
+    [
+        ({"right": {"position": "states.eef_pos", "rotation": "observation.state[3:7]"}}, "states.eef_pos"),
+        ({"joints": ["observation.state[4:9]"]}, "observation.state[4:9]"),
+        ({"native_action": ["actions.joint"]}, "actions.joint"),
+        ({"optional_cameras": ["images.rgb.head"]}, "images.rgb.head"),
+        ({"annotations": ["annotation.human.nope"]}, "annotation.human.nope"),
+    ],
+)
+def test_unknown_key_refused_at_discover(tmp_path: Path, kw: dict[str, Any], key: str) -> None:
+    """Refused before any episode converts, naming the key (a slice past the declared shape too)."""
+    write_dataset(tmp_path / "ds")
+    with pytest.raises(EpisodeError, match="unknown key|outside the 8 values") as err:
+        SOURCE.discover(tmp_path / "ds", config(**kw))
+    assert (err.value.field, err.value.stage) == (key, "discover")
+    assert err.value.path.endswith("meta/info.json")
+
+
+def test_path_template_of_another_version_refused(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "ds")
+    info = json.loads((tmp_path / "ds/meta/info.json").read_text())
+    info["data_path"] = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"  # v3.0's, in a v2.1
+    (tmp_path / "ds/meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(EpisodeError, match="path templates do not fit v2.1: KeyError..chunk_index") as err:
+        SOURCE.discover(tmp_path / "ds", config())
+    assert (err.value.field, err.value.stage) == ("data_path", "discover")
+
+
+def test_v20_three_episodes_each_its_own_rows(tmp_path: Path) -> None:
+    """v2.0 (no episodes_stats.jsonl): episode e's state is the motion shifted by 0.01 e in x."""
+    spec = fx.Spec(lengths=[61, 45, 50])
+    fx.write_v2(tmp_path / "ds", spec, version="v2.0")
+    assert not (tmp_path / "ds/meta/episodes_stats.jsonl").exists()
+    episodes = convert_all(tmp_path / "ds", config())
+    assert [ep.length for ep in episodes] == [21, 15, 17]
+    for e, ep in enumerate(episodes):
+        k = np.arange(ep.length) / 10
+        np.testing.assert_allclose(ep.state[:, R_OFF : R_OFF + 3], position(k, e), atol=2e-6)
+        assert ep.meta.caption == TASKS[e % 2 * 2]
+
+
+def test_annotations_carried_over_as_text(tmp_path: Path) -> None:
+    """`annotation.*` task rows -> text at the nearest source frame (30 Hz: frame 3k); halves 0 / 2."""
+    write_dataset(tmp_path / "ds", frames=61, annotations=True)
+    (ep,) = convert_all(tmp_path / "ds", config())
+    source_rows = 3 * np.arange(21)
+    want = [TASKS[0] if r < 30 else TASKS[2] for r in source_rows]
+    assert ep.annotations["annotation.human.action.task_description"] == want
+    assert ep.annotations["annotation.human.validity"] == ["valid"] * 21
+    (only,) = convert_all(tmp_path / "ds", config(annotations=["annotation.human.validity"]))
+    assert list(only.annotations) == ["annotation.human.validity"]
+
+
+def test_annotation_row_outside_task_table_rejected(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "ds", annotations=True)
+    path = tmp_path / "ds/data/chunk-000/episode_000000.parquet"
+    table = pq.read_table(path)
+    col = "annotation.human.validity"
+    bad = np.ones(table.num_rows, dtype=np.int64)
+    bad[40] = 7
+    pq.write_table(table.set_column(table.column_names.index(col), col, pa.array(bad)), path)
+    with pytest.raises(EpisodeError, match="task index 7 is not in the task table") as err:
+        convert_all(tmp_path / "ds", config())
+    assert err.value.field == col
+
+
+def test_video_shorter_than_rows_rejected(tmp_path: Path) -> None:
+    cam = "observation.images.front"
+    write_dataset(tmp_path / "ds", frames=61, video_frames={(0, cam): 58})
+    with pytest.raises(EpisodeError, match="video shorter than the episode: 58 frames, needs 61") as err:
+        convert_all(tmp_path / "ds", config())
+    assert (err.value.field, err.value.stage) == (cam, "read")
+
+
+def test_episode_length_mismatch_rejected(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "ds", frames=61)
+    line = json.dumps({"episode_index": 0, "tasks": [TASKS[0]], "length": 60})
+    (tmp_path / "ds/meta/episodes.jsonl").write_text(line + "\n")
+    with pytest.raises(EpisodeError, match="says 60 frames, Parquet has 61") as err:
+        convert_all(tmp_path / "ds", config())
+    assert err.value.field == "length"
 
 
 # ---------------------------------------------------------------------------------------------- real samples
@@ -354,3 +377,70 @@ def test_real_lda_missing_cameras_rejected_by_name() -> None:
             SOURCE.convert(ref, cfg)
         fields.append(err.value.field)
     assert fields == ["video.base_view", "video.base_view", "video.base_view_2", "video.base_view"]
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+def test_real_gr00t_annotations_as_text() -> None:
+    """GR00T's `annotation.human.*` rows of tasks.jsonl, at the nearest 20 Hz frame (2k), as text."""
+    tasks = {
+        json.loads(x)["task_index"]: json.loads(x)["task"]
+        for x in (GR00T / "meta/tasks.jsonl").read_text().splitlines()
+    }
+    for i, ep in enumerate(convert_all(GR00T, gr00t_config())):
+        table = pq.read_table(GR00T / f"data/chunk-000/episode_{i:06d}.parquet")
+        for col in ("annotation.human.action.task_description", "annotation.human.validity"):
+            rows = table.column(col).to_numpy()[2 * np.arange(ep.length)]
+            assert ep.annotations[col] == [tasks[r] for r in rows]
+        assert set(ep.annotations["annotation.human.validity"]) == {"valid"}
+        assert ep.annotations["annotation.human.action.task_description"][0] == ep.meta.caption
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (LDA / "meta/info.json").is_file(), reason="needs ../shared/realdata LDA sim sample")
+def test_real_lda_binary_annotations_not_carried() -> None:
+    """The LDA sample's 21 `annotation.*` columns are pickles (binary), not task rows: none is carried."""
+    ref = SOURCE.discover(LDA, lda_config())[0]
+    (ep,) = SOURCE.convert(ref, lda_config())
+    assert ep.annotations == {}
+    with pytest.raises(EpisodeError, match="expected task indices, got binary") as err:
+        SOURCE.convert(ref, lda_config(annotations=["annotation.pick_obj_uid"]))
+    assert err.value.field == "annotation.pick_obj_uid"
+
+
+def g1_config() -> LeRobotInputConfig:
+    return config(embodiment="unitree_g1_inspire", right=None, joints=["observation.state"])
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(
+    not (G1 / "meta/info.json").is_file(), reason="needs ../shared/realdata Unitree G1 sample"
+)
+def test_real_unitree_g1_converts_episodes_with_video() -> None:
+    """100 episodes, videos only for 1, 2, 4, 5: those convert (joints only, 26 named joints), the others
+    are named `video missing` rejects."""
+    cfg, done, missing = g1_config(), {}, []
+    for ref in SOURCE.discover(G1, cfg):
+        try:
+            (ep,) = SOURCE.convert(ref, cfg)
+            done[ref.source_episode_id] = ep
+        except EpisodeError as e:
+            assert (e.field, e.stage, "video missing" in str(e)) == (
+                "observation.images.cam_high",
+                "read",
+                True,
+            )
+            missing.append(ref.source_episode_id)
+    assert sorted(done) == [f"{G1.name}/episode_{i:06d}" for i in (1, 2, 4, 5)] and len(missing) == 96
+    for i, ep in zip((1, 2, 4, 5), done.values(), strict=True):
+        table = pq.read_table(G1 / f"data/chunk-000/episode_{i:06d}.parquet")
+        assert (
+            ep.length
+            == int(np.floor(source_duration(G1 / f"data/chunk-000/episode_{i:06d}.parquet", 30) * 10)) + 1
+        )
+        joints = ep.extra["observation.joints"]
+        assert joints.names[0] == "kLeftShoulderPitch" and joints.names[25] == "kRightHandThumbRotation"
+        state = np.asarray(table.column("observation.state").to_pylist(), dtype=np.float32)
+        np.testing.assert_allclose(joints.values[:, :], state[3 * np.arange(ep.length)], atol=1e-6)
+        assert not ep.state_mask.any() and ep.meta.quality_tier == "actionless"
+        assert ep.meta.caption == "Pick up the yellow bottle on the table."

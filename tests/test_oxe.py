@@ -1,4 +1,4 @@
-"""OXE (RLDS) converter, Bridge slice: a known closed-form trajectory at 5 Hz, bad shards, the real sample.
+"""OXE (RLDS) converter, Bridge mapping: a known closed-form trajectory at 5 Hz, bad records, the real sample.
 
 Expected values are computed here independently of ingest/sources/oxe.py: rotations by applying Rodrigues'
 vector formula about the fixed axes one after the other (extrinsic) instead of multiplying matrices, and
@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import tests.fixtures.rlds as rlds_fx
-from ingest.errors import EpisodeError
 from ingest.sources import oxe
+from ingest.sources.base import PartReject
 from ingest.sources.rlds import RldsDataset
+from ingest.stages.geometry import euler_to_matrix
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import EgoDexConfig
@@ -102,13 +103,20 @@ def expected_side(e: int) -> tuple[np.ndarray, np.ndarray]:
     return state, action
 
 
-def convert_shard(fx: rlds_fx.RldsFixture, split: str, shard: int, cfg: OxeConfig) -> list[CanonicalEpisode]:
+def convert_items(
+    fx: rlds_fx.RldsFixture, split: str, shard: int, cfg: OxeConfig
+) -> list[CanonicalEpisode | PartReject]:
     refs = {r.source_episode_id: r for r in oxe.SOURCE.discover(fx.root, cfg)}
-    path = fx.shards[split][shard]
-    episodes = oxe.SOURCE.convert(refs[f"{split}/{path.name}"], cfg)
+    return list(oxe.SOURCE.convert(refs[f"{split}/{fx.shards[split][shard].name}"], cfg))
+
+
+def convert_shard(fx: rlds_fx.RldsFixture, split: str, shard: int, cfg: OxeConfig) -> list[CanonicalEpisode]:
+    """The shard's episodes; every record must convert."""
+    episodes = convert_items(fx, split, shard, cfg)
+    assert all(isinstance(ep, CanonicalEpisode) for ep in episodes), episodes
     for ep in episodes:
         ep.check()
-    return episodes
+    return episodes  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------- tests
@@ -117,15 +125,17 @@ def convert_shard(fx: rlds_fx.RldsFixture, split: str, shard: int, cfg: OxeConfi
 def test_euler_conventions() -> None:
     rng = np.random.default_rng(0)
     angles = rng.uniform(-np.pi, np.pi, size=(20, 3))
-    got = oxe.euler_to_matrix(angles, "xyz")
+    got = euler_to_matrix(angles, "xyz")
     for a, R in zip(angles, got, strict=True):
         np.testing.assert_allclose(R, extrinsic_xyz(*a), atol=1e-12)
     # intrinsic X-Y-Z by (a, b, c) is the same rotation as extrinsic z-y-x by (c, b, a)
     np.testing.assert_allclose(
-        oxe.euler_to_matrix(angles, "XYZ"), oxe.euler_to_matrix(angles[:, ::-1], "zyx"), atol=1e-12
+        euler_to_matrix(angles, "XYZ"), euler_to_matrix(angles[:, ::-1], "zyx"), atol=1e-12
     )
-    with pytest.raises(ValueError, match="euler"):
-        make_cfg(euler="xYz")
+    with pytest.raises(ValueError, match="euler_order"):
+        make_cfg(euler_order="xYz")
+    with pytest.raises(ValueError, match="consecutive axes"):
+        make_cfg(euler_order="xxz")
 
 
 def test_known_trajectory_state_action_masks(tmp_path: Path, known: None) -> None:
@@ -233,12 +243,23 @@ def test_empty_instruction_gets_template(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize("how", ["crc", "truncate"])
-def test_corrupt_record_rejects_the_shard(tmp_path: Path, how: str) -> None:
+def test_corrupt_record_is_one_named_reject(tmp_path: Path, how: str) -> None:
     fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [3]}, num_steps=N, corrupt=how)
-    with pytest.raises(EpisodeError) as info:
-        convert_shard(fx, "train", 0, make_cfg(splits=["train"]))
-    assert info.value.path == str(fx.shards["train"][0]) and info.value.field == "record 1"
-    assert info.value.stage == "read"
+    items = convert_items(fx, "train", 0, make_cfg(splits=["train"]))
+    shard = fx.shards["train"][0]
+    assert (
+        isinstance(items[0], CanonicalEpisode) and items[0].meta.source_episode_id == f"train/{shard.name}#0"
+    )
+    reject = items[1]
+    assert isinstance(reject, PartReject) and reject.source_episode_id == f"train/{shard.name}#1"
+    assert (reject.error.path, reject.error.field, reject.error.stage) == (str(shard), "record 1", "read")
+    if how == "crc":  # the framing is intact: the record after the bad one is still converted
+        assert isinstance(items[2], CanonicalEpisode) and items[2].meta.caption == rlds_fx.INSTRUCTIONS[2]
+        assert "payload CRC32C mismatch" in str(reject.error)
+    else:  # lost framing: the record dataset_info.json lists after it is a reject of its own
+        assert isinstance(items[2], PartReject) and items[2].error.field == "record 2"
+        assert "framing is lost at record 1 (dataset_info.json lists 3)" in str(items[2].error)
+    assert len(items) == 3
 
 
 def test_non_finite_state_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,9 +270,9 @@ def test_non_finite_state_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(rlds_fx, "make_episode", broken)
     fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [1]}, num_steps=N)
-    with pytest.raises(EpisodeError, match="non-finite value .* at step 3") as info:
-        convert_shard(fx, "train", 0, make_cfg(splits=["train"]))
-    assert info.value.field == f"record 0: {STATE}"
+    (reject,) = convert_items(fx, "train", 0, make_cfg(splits=["train"]))
+    assert isinstance(reject, PartReject) and "non-finite value (NaN/inf) at step 3" in str(reject.error)
+    assert reject.error.field == f"record 0: {STATE}" and reject.error.path == str(fx.shards["train"][0])
 
 
 def test_wrong_config_type_refused(tmp_path: Path) -> None:

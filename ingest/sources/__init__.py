@@ -10,6 +10,11 @@ SOURCE_MODULES: dict[str, str] = {
     "egodex": "ingest.sources.egodex",
     "oxe": "ingest.sources.oxe",
     "lerobot": "ingest.sources.lerobot",
+    "hot3d": "ingest.sources.hot3d",
+    "agibot": "ingest.sources.agibot",
+    "ego4d": "ingest.sources.ego4d",
+    "epic": "ingest.sources.epic",
+    "videos": "ingest.sources.videos",
 }
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from ingest.errors import EpisodeError
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import SourceConfig
 
@@ -19,6 +22,15 @@ class SourceEpisodeRef(BaseModel):
     files: dict[str, str]  # role ("hdf5", "mp4", ...) -> absolute path
 
 
+@dataclass(frozen=True)
+class PartReject:
+    """One part of a source item that could not be converted while the rest of the item was (e.g. one
+    corrupt record of an RLDS shard): the id its episode would have had, and why."""
+
+    source_episode_id: str
+    error: EpisodeError
+
+
 class Source(Protocol):
     name: str
 
@@ -26,6 +38,8 @@ class Source(Protocol):
         """All episodes under `root`, sorted by `source_episode_id` (the dataset's episode order)."""
         ...
 
-    def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
-        """Canonical 10 Hz episodes (several when a recording is cut). Raises EpisodeError."""
+    def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> Sequence[CanonicalEpisode | PartReject]:
+        """Canonical 10 Hz episodes (several when a recording is cut, or per record of a shard). Raises
+        EpisodeError when the whole item is bad; a bad part of an item that holds several source episodes
+        comes back as a `PartReject` in its place, and the good parts are still published."""
         ...

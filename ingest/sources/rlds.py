@@ -1,13 +1,17 @@
 """Read TFDS/RLDS directories without TensorFlow (source-formats.md section 2).
 
 Layers, bottom up:
-- TFRecord framing (`iter_records`): u64 length, masked CRC32C of the length, payload, masked CRC32C of the
-  payload; both CRCs are verified. Records are read one by one from a buffered file.
+- TFRecord framing (`scan_records`, `iter_records`): u64 length, masked CRC32C of the length, payload,
+  masked CRC32C of the payload; both CRCs are verified. Records are read one by one from a buffered file.
+  A record with a bad payload CRC can be skipped (its length is trusted); a bad length CRC or a truncation
+  loses the framing, so nothing after it can be read.
 - `tf.train.Example` parsing with `protobuf`: the Example/Features/Feature/*List messages are declared here
   (same wire format as TensorFlow's `example.proto`) in a private descriptor pool, so nothing clashes with a
   TensorFlow that may be imported in the same process.
 - `features.json` / `dataset_info.json` (pydantic) and un-flattening of the `steps/*` keys: one record is
   one episode whose per-step features hold all T steps concatenated; T = flattened length / per-step size.
+- `RldsDataset.scan_episodes` yields each record decoded, or its `RecordError` (file, record number, byte
+  offset, reason) in its place, so that one bad record does not cost the rest of its shard.
 - Images stay encoded bytes per step; `decode_image` sniffs JPEG/PNG magic bytes (Pillow, else PyAV).
 """
 
@@ -36,7 +40,8 @@ class RldsError(ValueError):
 
 
 class RecordError(RldsError):
-    """A bad TFRecord record: CRC mismatch or truncation. Names the file, record number and byte offset."""
+    """A bad TFRecord record: CRC mismatch, truncation or an undecodable Example. Names the file, record
+    number and byte offset."""
 
     def __init__(self, path: Path | str, record: int, offset: int, message: str) -> None:
         self.path, self.record, self.offset = str(path), record, offset
@@ -86,7 +91,10 @@ def _read_exact(f: BinaryIO, n: int, path: Path, record: int, offset: int, what:
     return data
 
 
-def _read_record(f: BinaryIO, path: Path, record: int, offset: int, verify: bool) -> bytes | None:
+def _read_record(f: BinaryIO, path: Path, record: int, offset: int, verify: bool) -> tuple[int, bytes] | None:
+    """(bytes the record takes on disk, its payload); None at the end of the file. A payload CRC mismatch
+    raises `PayloadError` (the framing is intact: reading can go on after it); a bad header or truncation
+    raises `RecordError` (nothing after it can be located)."""
     head = f.read(_HEADER.size)
     if not head:
         return None
@@ -97,19 +105,50 @@ def _read_record(f: BinaryIO, path: Path, record: int, offset: int, verify: bool
         raise RecordError(path, record, offset, "length CRC32C mismatch (corrupt record header)")
     payload = _read_exact(f, length, path, record, offset, "payload")
     (payload_crc,) = _FOOTER.unpack(_read_exact(f, _FOOTER.size, path, record, offset, "payload CRC"))
+    size = _HEADER.size + length + _FOOTER.size
     if verify and masked_crc32c(payload) != payload_crc:
-        raise RecordError(path, record, offset, "payload CRC32C mismatch (corrupt record data)")
-    return payload
+        raise PayloadError(path, record, offset, "payload CRC32C mismatch (corrupt record data)", size)
+    return size, payload
 
 
-def iter_records(path: Path | str, verify: bool = True) -> Iterator[bytes]:
-    """The payloads of a TFRecord file, lazily, each CRC-checked unless `verify` is False."""
+class PayloadError(RecordError):
+    """A record whose payload is bad but whose framing is intact: the next record starts `size` bytes on."""
+
+    def __init__(self, path: Path | str, record: int, offset: int, message: str, size: int) -> None:
+        super().__init__(path, record, offset, message)
+        self.size = size
+
+
+def scan_records(path: Path | str, verify: bool = True) -> Iterator[tuple[int, int, bytes | RecordError]]:
+    """`(record number, byte offset, payload)` of each record of a TFRecord file, lazily. A record whose
+    payload fails its CRC comes as its `RecordError` and the scan goes on; a lost framing (bad length CRC,
+    truncation) comes as its `RecordError` and ends the scan."""
     path = Path(path)
     with path.open("rb", buffering=1 << 20) as f:
         record, offset = 0, 0
-        while (payload := _read_record(f, path, record, offset, verify)) is not None:
-            yield payload
-            record, offset = record + 1, offset + _HEADER.size + len(payload) + _FOOTER.size
+        while True:
+            try:
+                got = _read_record(f, path, record, offset, verify)
+            except PayloadError as e:
+                yield record, offset, e
+                record, offset = record + 1, offset + e.size
+                continue
+            except RecordError as e:
+                yield record, offset, e
+                return
+            if got is None:
+                return
+            yield record, offset, got[1]
+            record, offset = record + 1, offset + got[0]
+
+
+def iter_records(path: Path | str, verify: bool = True) -> Iterator[bytes]:
+    """The payloads of a TFRecord file, lazily, each CRC-checked unless `verify` is False; the first bad
+    record raises its `RecordError`."""
+    for _, _, item in scan_records(path, verify):
+        if isinstance(item, RecordError):
+            raise item
+        yield item
 
 
 def frame_record(payload: bytes) -> bytes:
@@ -269,6 +308,9 @@ def _leaf(key: str, node: _Node, per_step: bool) -> FeatureSpec:
             kind="image", shape=shape, dtype=info.dtype, encoding=info.encodingFormat, **common
         )
     if node.text is not None:
+        return FeatureSpec(kind="text", shape=(), dtype="string", **common)
+    if node.tensor is not None and node.tensor.dtype == "string" and not node.tensor.shape.dimensions:
+        # many OXE sets (DROID, RT-1, jaco_play, ...) declare text as a scalar string Tensor, not Text
         return FeatureSpec(kind="text", shape=(), dtype="string", **common)
     if node.tensor is not None:
         info = node.tensor
@@ -508,14 +550,30 @@ class RldsDataset:
             .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{n:05d}")
         )
 
-    def iter_episodes(self, shard: Path | str, verify: bool = True) -> Iterator[RldsEpisode]:
+    def scan_episodes(self, shard: Path | str, verify: bool = True) -> Iterator[RldsEpisode | RecordError]:
+        """Every record of a shard, decoded; a bad one (CRC, truncation, undecodable Example, inconsistent
+        features) comes as its `RecordError` in its place, and the records after it are still read while
+        the framing is intact (`scan_records`)."""
         shard = Path(shard)
-        for index, payload in enumerate(iter_records(shard, verify=verify)):
-            try:
-                raw = parse_example(payload)
-            except Exception as exc:  # protobuf's DecodeError
-                raise RldsError(f"{shard}: record {index}: not a tf.train.Example: {exc}") from exc
-            yield unflatten(raw, self.features, shard, index)
+        for index, offset, item in scan_records(shard, verify=verify):
+            yield item if isinstance(item, RecordError) else self._decode(item, shard, index, offset)
+
+    def _decode(self, payload: bytes, shard: Path, index: int, offset: int) -> RldsEpisode | RecordError:
+        try:
+            raw = parse_example(payload)
+        except Exception as exc:  # protobuf's DecodeError
+            return RecordError(shard, index, offset, f"not a tf.train.Example: {exc}")
+        try:
+            return unflatten(raw, self.features, shard, index)
+        except RldsError as exc:
+            return RecordError(shard, index, offset, str(exc).removeprefix(f"{shard}: record {index}: "))
+
+    def iter_episodes(self, shard: Path | str, verify: bool = True) -> Iterator[RldsEpisode]:
+        """The decoded records of a shard; the first bad record raises its `RecordError`."""
+        for item in self.scan_episodes(shard, verify=verify):
+            if isinstance(item, RecordError):
+                raise item
+            yield item
 
     @property
     def step_features(self) -> dict[str, FeatureSpec]:

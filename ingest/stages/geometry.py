@@ -36,12 +36,14 @@ def rotation_to_6d(R: np.ndarray) -> np.ndarray:
 
 
 def rotation_from_6d(x: np.ndarray) -> np.ndarray:
-    """`[..., 6]` -> `[..., 3, 3]` by Gram-Schmidt on the two columns; the third is their cross product."""
+    """`[..., 6]` -> `[..., 3, 3]` by Gram-Schmidt on the two columns; the third is their cross product.
+    Degenerate input (a zero column, parallel columns) gives NaN, which callers check."""
     x = np.asarray(x, dtype=np.float64)
     a1, a2 = x[..., :3], x[..., 3:6]
-    b1 = a1 / np.linalg.norm(a1, axis=-1, keepdims=True)
-    b2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
-    b2 = b2 / np.linalg.norm(b2, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b1 = a1 / np.linalg.norm(a1, axis=-1, keepdims=True)
+        b2 = a2 - np.sum(b1 * a2, axis=-1, keepdims=True) * b1
+        b2 = b2 / np.linalg.norm(b2, axis=-1, keepdims=True)
     b3 = np.cross(b1, b2)
     return np.stack([b1, b2, b3], axis=-1)
 
@@ -122,3 +124,73 @@ def worst_frame(R: np.ndarray) -> tuple[int, float]:
     err = np.where(np.isnan(err), np.inf, err)
     i = int(np.argmax(err))
     return i, float(err[i])
+
+
+# ------------------------------------------------------------------------- source rotation conventions
+
+ROTATION_WIDTHS = {"quat_xyzw": 4, "quat_wxyz": 4, "euler": 3, "rot6d": 6}
+_AXES = {"x": 0, "y": 1, "z": 2}
+_MIN_QUAT_NORM = 1e-6
+ORTHONORMAL_TOL = 1e-3  # max |R^T R - I| or |det R - 1| of a source rotation
+
+
+def axis_rotation(axis: str, angle: np.ndarray) -> np.ndarray:
+    """Elementary rotations `[..., 3, 3]` by `angle [...]` radians about the base axis 'x' | 'y' | 'z'."""
+    angle = np.asarray(angle, dtype=np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    i = _AXES[axis.lower()]
+    j, k = (i + 1) % 3, (i + 2) % 3
+    R = np.zeros(angle.shape + (3, 3))
+    R[..., i, i] = 1.0
+    R[..., j, j], R[..., j, k] = c, -s
+    R[..., k, j], R[..., k, k] = s, c
+    return R
+
+
+def euler_to_matrix(angles: np.ndarray, order: str) -> np.ndarray:
+    """Euler angles `[N, 3]` (radians, `angles[:, i]` about axis `order[i]`) -> rotations `[N, 3, 3]`.
+
+    Lower-case `order` is extrinsic (about the fixed axes, the first applied first):
+    `R = R_o2(a2) @ R_o1(a1) @ R_o0(a0)`, so "xyz" roll-pitch-yaw is `Rz(yaw) @ Ry(pitch) @ Rx(roll)`.
+    Upper-case is intrinsic (about the moving axes): `R = R_o0(a0) @ R_o1(a1) @ R_o2(a2)`. Same meaning as
+    scipy's `Rotation.from_euler(order, angles)`.
+    """
+    if len(order) != 3 or set(order.lower()) - set(_AXES) or not (order.islower() or order.isupper()):
+        raise ValueError(f"euler order {order!r}: three of x/y/z, all lower case or all upper case")
+    angles = np.asarray(angles, dtype=np.float64)
+    mats = [axis_rotation(ax, angles[:, i]) for i, ax in enumerate(order)]
+    if order.islower():
+        return mats[2] @ mats[1] @ mats[0]
+    return mats[0] @ mats[1] @ mats[2]
+
+
+def quaternions_to_matrix(q: np.ndarray, order: str, unit: str = "row") -> np.ndarray:
+    """Quaternions `[N, 4]` stored as `order` ('xyzw' | 'wxyz') -> `[N, 3, 3]`.
+    A (near-)zero quaternion is a ValueError naming the first one ("zero quaternion at <unit> <i>")."""
+    q = np.asarray(q, dtype=np.float64)
+    q = q if order == "wxyz" else q[:, [3, 0, 1, 2]]
+    small = np.linalg.norm(q, axis=1) < _MIN_QUAT_NORM
+    if small.any():
+        raise ValueError(f"zero quaternion at {unit} {int(np.argmax(small))}")
+    return quaternion_to_matrix(q)
+
+
+def values_to_rotation(
+    values: np.ndarray, convention: str, euler_order: str = "xyz", unit: str = "row"
+) -> np.ndarray:
+    """Source rotation values `[N, D]` in `convention` (a key of ROTATION_WIDTHS) -> `[N, 3, 3]`.
+    A wrong width, a zero quaternion or a result off SO(3) by more than ORTHONORMAL_TOL is a ValueError
+    naming the first bad `<unit> <i>`; the source adds its file and field."""
+    values, want = np.asarray(values, dtype=np.float64), ROTATION_WIDTHS[convention]
+    if values.ndim != 2 or values.shape[1] != want:
+        raise ValueError(f"{convention} needs {want} values, got {values.shape[-1]}")
+    if convention == "euler":
+        R = euler_to_matrix(values, euler_order)
+    elif convention == "rot6d":
+        R = rotation_from_6d(values)
+    else:
+        R = quaternions_to_matrix(values, convention.removeprefix("quat_"), unit)
+    bad = ~(orthonormality_error(R) <= ORTHONORMAL_TOL)  # NaN (a degenerate 6D) is bad too
+    if bad.any():
+        raise ValueError(f"rotation not orthonormal at {unit} {int(np.argmax(bad))}")
+    return R

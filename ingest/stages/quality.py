@@ -1,18 +1,25 @@
-"""First quality rule (CONTRACT.md sections 5 and 8; a later issue refines it).
+"""The quality stage (docs/TIERS.md): per-episode metrics, the interaction filter and the tier.
 
-Metrics, all floats, computed on the 10 Hz canonical arrays:
+`stage(ep, cfg)` runs on every episode of `ingest run` (ingest/job.py `convert_one`): it measures the
+episode on its 10 Hz canonical arrays, cuts idle leading/trailing spans (`cut` mode), measures again and
+decides the tier with the category's rules (`cfg.quality`, ingest/stages/tiers.py). The source's own
+labels in `quality_metrics` (`success` 1.0/0.0, `teleop` 1.0/0.0 where a source knows them) are kept.
+
+Metrics, all floats, over the sides an episode fills (`filled_sides`: both hands for the human
+categories, else the sides whose wrist is valid in some frame):
 
 - `valid_fraction`: fraction of (frame, side) pairs whose wrist is valid (`state_mask` of the wrist
-  position), over the sides the source can fill (EgoDex: both; a single-arm robot: `right`).
+  position): hand visibility.
+- `keypoint_valid_fraction`: over those valid (frame, side) pairs, the fraction of the 63 keypoint
+  values that are valid: tracking confidence of the fingers (0.0 for grippers, which have none).
 - `wrist_speed_p99`: 99th percentile (numpy linear interpolation) of `|action position| * fps` in m/s,
-  pooled over those sides and over the frames t < T-1 whose action position is valid (the last frame's
+  pooled over the sides and over the frames t < T-1 whose action position is valid (the last frame's
   zero motion is not a measurement). 0.0 when there is no such frame.
-- `duration_s`: `frames / fps` (each frame covers 1/fps seconds).
-- `frames`: the episode length T.
+- `duration_s`: `frames / fps` (each frame covers 1/fps seconds); `frames`: the episode length T.
 
-Robot signals (`robot_signals`, merged into `quality_metrics` by the robot sources; a later issue decides
-tiers from them, the rule below ignores them). On the canonical `state` of the given sides, pooled over
-the sides; a "valid pair" is two consecutive frames whose wrist positions are both valid:
+Motion signals (`robot_signals`; computed for every category, hands included). On the canonical `state`
+of the sides, pooled over the sides; a "valid pair" is two consecutive frames whose wrist positions are
+both valid:
 
 - `idle_ratio`: fraction of valid pairs whose wrist speed `|p[t+1] - p[t]| * fps` is below
   `IDLE_SPEED` (0.01 m/s). 0.0 when there is no valid pair.
@@ -27,19 +34,23 @@ the sides; a "valid pair" is two consecutive frames whose wrist positions are bo
   finite difference `p[t+3] - 3 p[t+2] + 3 p[t+1] - p[t]` times `fps**3`, in m/s^3. 0.0 when there is
   no such window.
 
-Tier: `high` when `valid_fraction >= min_valid_fraction` and `wrist_speed_p99 <= max_wrist_speed`
-(`pipelines.yaml` section `quality`), else `low`. Action-free sources are `actionless` (not decided here).
+Interaction metrics (ingest/stages/interaction.py): `idle_start_s`, `idle_end_s`, `longest_pause_s`,
+`active_steps`, and what `cut` mode removed, `cut_frames_start` / `cut_frames_end`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
-from schemas.canonical import Side, part_slice
-from schemas.episode import FPS, QualityTier
-from schemas.pipelines import QualityConfig
+from ingest.stages import interaction, tiers
+from schemas.canonical import SIDES, Side, part_slice
+from schemas.card import EmbodimentKind
+from schemas.episode import FPS, CanonicalEpisode, QualityTier
+from schemas.source_config import SourceConfig
+from schemas.tiers import QualityConfig
 
 
 def quality_metrics(
@@ -49,18 +60,22 @@ def quality_metrics(
     sides: Sequence[Side],
     fps: float = FPS,
 ) -> dict[str, float]:
-    """The four metrics of the module docstring from `[T, 146]` arrays."""
+    """Visibility, tracking, speed and length metrics of the module docstring from `[T, 146]` arrays."""
     t = int(state_mask.shape[0])
-    valid, speeds = [], []
+    valid, kps, speeds = [], [], []
     for side in sides:
-        pos = part_slice(side, "position")
-        valid.append(state_mask[:, pos.start])
+        pos, kp = part_slice(side, "position"), part_slice(side, "keypoints")
+        wrist = state_mask[:, pos.start]
+        valid.append(wrist)
+        kps.append(state_mask[wrist, kp].reshape(-1))
         ok = action_mask[:-1, pos.start]
         speeds.append(np.linalg.norm(action[:-1, pos].astype(np.float64), axis=-1)[ok] * fps)
     valid_all = np.concatenate(valid) if valid else np.zeros(0, dtype=bool)
+    kps_all = np.concatenate(kps) if kps else np.zeros(0, dtype=bool)
     speed_all = np.concatenate(speeds) if speeds else np.zeros(0)
     return {
         "valid_fraction": float(valid_all.mean()) if valid_all.size else 0.0,
+        "keypoint_valid_fraction": float(kps_all.mean()) if kps_all.size else 0.0,
         "wrist_speed_p99": float(np.percentile(speed_all, 99)) if speed_all.size else 0.0,
         "duration_s": t / fps,
         "frames": float(t),
@@ -108,11 +123,18 @@ def robot_signals(
     }
 
 
+def filled_sides(state_mask: np.ndarray, kind: EmbodimentKind) -> list[Side]:
+    """The sides an episode fills: both hands for the human categories (an unseen hand counts as not
+    visible), else the sides whose wrist is valid in some frame."""
+    if kind.startswith("human"):
+        return list(SIDES)
+    return [s for s in SIDES if state_mask[:, part_slice(s, "position").start].any()]
+
+
 def quality_tier(metrics: dict[str, float], cfg: QualityConfig) -> QualityTier:
-    """`high` or `low` by the first rule."""
-    enough = metrics["valid_fraction"] >= cfg.min_valid_fraction
-    calm = metrics["wrist_speed_p99"] <= cfg.max_wrist_speed
-    return "high" if enough and calm else "low"
+    """`high` or `low` by the category's rules on `metrics` (an episode with actions). Sources call it
+    on what they measured; `stage` decides again with the motion and interaction metrics."""
+    return tiers.decide(metrics, True, cfg).tier
 
 
 def assess(
@@ -122,6 +144,31 @@ def assess(
     sides: Sequence[Side],
     cfg: QualityConfig,
 ) -> tuple[QualityTier, dict[str, float]]:
-    """(tier, metrics) for one episode."""
+    """(tier, metrics) for a source's episode before the stage: the rules on the metrics known here
+    (the motion and interaction ones are added, and the tier decided again, by `stage`)."""
     metrics = quality_metrics(state_mask, action, action_mask, sides)
     return quality_tier(metrics, cfg), metrics
+
+
+def measure(ep: CanonicalEpisode, sides: Sequence[Side], cfg: QualityConfig) -> dict[str, float]:
+    """Every array metric of the module docstring for one episode (the source's labels not included)."""
+    metrics = quality_metrics(ep.state_mask, ep.action, ep.action_mask, sides)
+    metrics.update(robot_signals(ep.state, ep.state_mask, sides))
+    active = interaction.active_steps(ep.state, ep.state_mask, cfg.interaction)
+    metrics.update(interaction.idle_spans(active).metrics())
+    return metrics
+
+
+def stage(ep: CanonicalEpisode, cfg: SourceConfig) -> CanonicalEpisode:
+    """The quality stage of `ingest run`: measure, cut idle spans (`cut` mode), measure, decide."""
+    rules = cfg.quality
+    if not ep.meta.has_action:
+        return replace(ep, meta=tiers.decide(ep.meta.quality_metrics, False, rules).apply(ep.meta))
+    sides = filled_sides(ep.state_mask, cfg.embodiment_kind)
+    active = interaction.active_steps(ep.state, ep.state_mask, rules.interaction)
+    rows = interaction.cut_rows(interaction.idle_spans(active), ep.length, rules.interaction)
+    cut = interaction.trim(ep, rows)
+    metrics = {**ep.meta.quality_metrics, **measure(cut, sides, rules)}
+    metrics.update(cut_frames_start=float(rows.start), cut_frames_end=float(ep.length - rows.stop))
+    meta = ep.meta.model_copy(update={"quality_metrics": metrics})
+    return replace(cut, meta=tiers.decide(metrics, True, rules).apply(meta))

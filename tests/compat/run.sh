@@ -23,5 +23,56 @@ if [ -d "$REAL/gr00t_demo_robot_sim.PickNPlace" ]; then
     --no-progress
   datasets+=("$WORK/out/lerobot_gr00t_gr1")
 fi
+if [ -d "$REAL/lerobot_v21_lda1b_sim_pick_place" ]; then
+  .venv/bin/ingest run lerobot_lda1b_sim --input "$REAL/lerobot_v21_lda1b_sim_pick_place" --output "$WORK/out" \
+    --no-progress
+  datasets+=("$WORK/out/lerobot_lda1b_sim")
+fi
+if [ -d "$REAL/lerobot_v21_unitree_g1_inspire" ]; then
+  # the sample ships videos for 4 of its 100 episodes: the other 96 are named rejects
+  .venv/bin/ingest run lerobot_unitree_g1_inspire --input "$REAL/lerobot_v21_unitree_g1_inspire" \
+    --output "$WORK/out" --no-progress --max-reject-ratio 1
+  datasets+=("$WORK/out/lerobot_unitree_g1_inspire")
+fi
+# LeRobot v3.0 and InternData-A1 inputs (generated: no real sample)
+.venv/bin/python -m tests.fixtures.lerobot --kind v30 --out "$WORK/lerobot-v30"
+.venv/bin/ingest run interndata --input "$WORK/lerobot-v30" --output "$WORK/out" --name interndata_v30 --no-progress
+datasets+=("$WORK/out/interndata_v30")
+# AgiBot World: generated episodes, and the real proprio_stats.h5 in a generated folder with videos
+.venv/bin/python -m tests.fixtures.agibot --out "$WORK/agibot-sample" --episodes 3
+.venv/bin/ingest run agibot --input "$WORK/agibot-sample" --output "$WORK/out" --name agibot_fixture --no-progress
+datasets+=("$WORK/out/agibot_fixture")
+if [ -f "$REAL/agibot_world/proprio_stats_beta_sample/proprio_stats.h5" ]; then
+  .venv/bin/python -m tests.fixtures.agibot --out "$WORK/agibot-real" --size 64x48 \
+    --proprio "$REAL/agibot_world/proprio_stats_beta_sample/proprio_stats.h5"
+  .venv/bin/ingest run agibot --input "$WORK/agibot-real" --output "$WORK/out" --no-progress
+  datasets+=("$WORK/out/agibot")
+fi
+# HOT3D: MANO keypoints through smplx with a generated MANO-like model (the real one cannot be shipped)
+.venv/bin/python -m tests.fixtures.hot3d "$WORK/hot3d-sample" --mano-dir "$WORK/mano"
+.venv/bin/ingest run hot3d --input "$WORK/hot3d-sample" --output "$WORK/out" --name hot3d_fixture \
+  --mano-dir "$WORK/mano" --no-progress
+datasets+=("$WORK/out/hot3d_fixture")
+if [ -d "$REAL/hot3d/data_sample" ]; then
+  .venv/bin/python -m tests.fixtures.hot3d "$WORK/hot3d-real" --mano-dir "$WORK/mano" --real "$REAL/hot3d/data_sample"
+  .venv/bin/ingest run hot3d --input "$WORK/hot3d-real" --output "$WORK/out" --mano-dir "$WORK/mano" --no-progress
+  datasets+=("$WORK/out/hot3d")
+fi
+# Action-free human video: Ego4D, EPIC-KITCHENS (real annotations over generated stand-in videos), a folder
+for k in ego4d epic videos; do
+  .venv/bin/python -m tests.fixtures.human --kind $k --out "$WORK/$k-sample"
+  .venv/bin/ingest run $k --input "$WORK/$k-sample" --output "$WORK/out" --no-progress
+  datasets+=("$WORK/out/$k")
+done
+if [ -d "$REAL/epic_kitchens_100" ]; then
+  .venv/bin/python -m tests.fixtures.human --kind epic --real "$REAL/epic_kitchens_100" --out "$WORK/epic-real"
+  .venv/bin/ingest run epic --input "$WORK/epic-real" --output "$WORK/out" --name epic_real --no-progress
+  datasets+=("$WORK/out/epic_real")
+fi
+if [ -d "$REAL/ego4d_goalstep" ]; then
+  .venv/bin/python -m tests.fixtures.human --kind ego4d --real "$REAL/ego4d_goalstep" --out "$WORK/ego4d-real"
+  .venv/bin/ingest run ego4d --input "$WORK/ego4d-real" --output "$WORK/out" --name ego4d_real --no-progress
+  datasets+=("$WORK/out/ego4d_real")
+fi
 for d in "${datasets[@]}"; do .venv/bin/ingest validate "$d"; done
 "$COMPAT_VENV/bin/python" tests/compat/check_lerobot.py "${datasets[@]}"

@@ -1,0 +1,44 @@
+"""The template captioner: `clean_instruction` of the source's text (always available, the default)."""
+
+from __future__ import annotations
+
+from ingest.captions.base import CaptionRequest, kept
+from ingest.stages.text import clean_instruction
+from schemas.captions import CaptionResult
+from schemas.episode import CanonicalEpisode, EpisodeMeta
+
+
+def template_caption(task_original: str, caption: str) -> str:
+    """The cleaned source text; else the cleaned current caption (a source's own template, e.g. an
+    EgoDex task folder or a HOT3D object list); "" when neither leaves anything."""
+    return clean_instruction(task_original) or clean_instruction(caption)
+
+
+def template_meta(meta: EpisodeMeta) -> EpisodeMeta:
+    """The episode's meta with the template caption (unchanged when the template gives nothing)."""
+    text = template_caption(meta.task_original, meta.caption)
+    if not text:
+        return meta
+    return meta.model_copy(update={"caption": text, "caption_source": "template"})
+
+
+class TemplateCaptioner:
+    name = "template"
+    needs_frames = False
+
+    def caption(self, batch: list[CaptionRequest]) -> list[CaptionResult]:
+        out = []
+        for req in batch:
+            text = template_caption(req.task_original, req.caption)
+            out.append(
+                CaptionResult(source_episode_id=req.source_episode_id, caption=text, caption_source=self.name)
+                if text
+                else kept(req)
+            )
+        return out
+
+
+def caption_stage(ep: CanonicalEpisode) -> CanonicalEpisode:
+    """The `ingest run` stage: the template caption, before the episode is staged."""
+    ep.meta = template_meta(ep.meta)
+    return ep

@@ -1,0 +1,442 @@
+"""AgiBot World (Alpha / Beta; AgiBot G1, both arms, gripper or dexterous hand), source-formats.md section 3.
+
+Layout: `proprio_stats/<task>/<episode>/proprio_stats.h5`, `observations/<task>/<episode>/videos/*.mp4`,
+`task_info/task_<task>.json`, `parameters/<task>/<episode>/camera/*.json`. One episode per
+`<task>/<episode>` folder found under `proprio_stats/` or `observations/` (either alone is a named reject).
+
+- Time: the h5 `timestamp` (int64 / uint64 nanoseconds) minus the first, strictly increasing; every row is
+  resampled to 10 Hz (ingest/stages/resample.py). Row i is video frame i of every camera: a video whose
+  frame count differs from the row count is a reject naming the video.
+- Sides (schemas/sources_agibot.py): each mapped flange pose (base frame, `T_flange @ T_offset`) and
+  gripper (linear to [0, 1], 1 = open, clipped). With `reference_frame: camera` every pose is taken in the
+  reference camera's frame at its own row and the action is camera-motion decoupled (CONTRACT.md 3): the
+  wrist at t+1 is expressed in the camera frame at t. Keypoints are absent (masked).
+- Kept beside it: `action.native` (the mapped commanded action at the nearest row, unchanged),
+  `observation.joints` (linear), and for dexterous hands `observation.hand_joints` (linear) with
+  `action.hand_joints` (those of t+1; the last frame repeats).
+- Language: the episode's `task_name` (its English name where the file has one) is the caption; each
+  `label_info.action_config` segment's text fills `annotation.subtask` on the 10 Hz frames whose nearest
+  source row it covers ("" elsewhere). Segments are half-open `[start, end)` when one ends where the next
+  starts, else inclusive `[start, end]` (the two conventions of section 3.2 / 3.5); on overlap the later
+  segment wins. AgiBot has no success flag.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import av
+import h5py
+import numpy as np
+from pydantic import TypeAdapter, ValidationError
+
+from ingest.errors import EpisodeError
+from ingest.sources.base import SourceEpisodeRef
+from ingest.stages import hands, quality, resample
+from ingest.stages.geometry import ORTHONORMAL_TOL, orthonormality_error, values_to_rotation
+from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
+from schemas.canonical import SIDES, Side
+from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
+from schemas.source_config import SourceConfig
+from schemas.sources_agibot import (
+    ActionSegment,
+    AgibotConfig,
+    ExtrinsicsFile,
+    TaskEpisode,
+    TaskInfoFile,
+)
+from schemas.sources_lerobot import ArmMapping
+from schemas.sources_oxe import NamedField
+
+MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
+Parsed = TypeVar("Parsed")
+H5_NAMES = ("proprio_stats.h5", "proprio_states.h5")  # the DigitalWorld sim variant spells it "states"
+SUBTASK = "annotation.subtask"
+_FIELD = re.compile(r"^(?P<key>[^\[\]]+)(\[(?P<a>\d+):(?P<b>\d+)\])?$")
+_SIDE_EFFECTOR = re.compile(r"^(?P<group>.+)/(?P<side>left|right)_effector/(?P<leaf>.+)$")
+OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+# ---------------------------------------------------------------------------------------------- h5 fields
+
+
+@dataclass
+class Proprio:
+    """An open `proprio_stats.h5` and its row times."""
+
+    path: Path
+    f: h5py.File
+    times: np.ndarray  # float64 [N], seconds from the first row
+
+    @property
+    def rows(self) -> int:
+        return int(self.times.shape[0])
+
+
+def _dataset(f: h5py.File, path: Path, key: str) -> tuple[np.ndarray, slice | None]:
+    """The dataset `key` as float64 `[N, D]`, or the half of a combined `*/effector/*` it stands for."""
+    if key in f and isinstance(f[key], h5py.Dataset):
+        return _numeric(f[key], path, key), None
+    m = _SIDE_EFFECTOR.match(key)
+    combined = f"{m['group']}/effector/{m['leaf']}" if m else None
+    if combined is None or combined not in f:
+        raise EpisodeError(path, key, "dataset is missing")
+    values = _numeric(f[combined], path, combined)
+    half = values.shape[1] // 2
+    if values.shape[1] % 2:
+        raise EpisodeError(path, combined, f"{values.shape[1]} values per row, not [left, right] halves")
+    return values, slice(0, half) if m and m["side"] == "left" else slice(half, 2 * half)
+
+
+def _numeric(ds: h5py.Dataset, path: Path, key: str) -> np.ndarray:
+    if ds.shape == () or ds.shape[0] == 0:
+        raise EpisodeError(path, key, f"empty dataset {ds.shape}")
+    if ds.dtype.kind not in "fiub":
+        raise EpisodeError(path, key, f"not numeric ({ds.dtype})")
+    try:
+        values = np.asarray(ds[()], dtype=np.float64)
+    except (OSError, ValueError, TypeError) as e:
+        raise EpisodeError(path, key, f"unreadable: {e}", stage="read") from e
+    return values.reshape(values.shape[0], -1)
+
+
+def read_field(p: Proprio, spec: str) -> np.ndarray:
+    """A mapping field (schemas/sources_agibot.py) as finite float64 `[N, D]`. Raises EpisodeError."""
+    m = _FIELD.match(spec)
+    if m is None:
+        raise EpisodeError(p.path, spec, "not `<dataset>` or `<dataset>[a:b]`")
+    values, half = _dataset(p.f, p.path, m["key"])
+    if values.shape[0] != p.rows:
+        raise EpisodeError(p.path, m["key"], f"{values.shape[0]} rows, timestamp has {p.rows}")
+    values = values if half is None else values[:, half]
+    if m["a"] is not None:
+        a, b = int(m["a"]), int(m["b"])
+        if not 0 <= a < b <= values.shape[1]:
+            raise EpisodeError(p.path, spec, f"slice [{a}:{b}] outside the {values.shape[1]} values")
+        values = values[:, a:b]
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise EpisodeError(p.path, spec, f"non-finite value (NaN/inf) at row {int(np.argmax(bad))}")
+    return values
+
+
+def read_named(p: Proprio, fields: list[NamedField]) -> tuple[np.ndarray, list[str]]:
+    """Fields side by side with their names (the mapping's, else `<key with dots>.<i>`)."""
+    parts, names = [], []
+    for nf in fields:
+        values = read_field(p, nf.key)
+        if nf.names is not None and len(nf.names) != values.shape[1]:
+            raise EpisodeError(p.path, nf.key, f"{len(nf.names)} names for {values.shape[1]} values")
+        stem = nf.key.replace("/", ".")
+        parts.append(values)
+        names += nf.names if nf.names is not None else [f"{stem}.{i}" for i in range(values.shape[1])]
+    return np.concatenate(parts, axis=1), names
+
+
+def row_times(f: h5py.File, path: Path) -> np.ndarray:
+    """Seconds from the first row, from nanosecond `timestamp`; strictly increasing."""
+    if "timestamp" not in f:
+        raise EpisodeError(path, "timestamp", "dataset is missing")
+    ds = f["timestamp"]
+    if ds.ndim != 1 or ds.shape[0] == 0 or ds.dtype.kind not in "iu":
+        raise EpisodeError(path, "timestamp", f"expected non-empty int nanoseconds, got {ds.dtype}{ds.shape}")
+    ns = np.asarray(ds[()]).astype(np.int64)
+    rel = ns - ns[0]
+    if rel.size > 1 and not np.all(np.diff(rel) > 0):
+        raise EpisodeError(path, "timestamp", f"not strictly increasing (row {int(np.argmin(np.diff(rel)))})")
+    return rel.astype(np.float64) / 1e9
+
+
+def open_proprio(path: Path) -> Proprio:
+    if not path.is_file():
+        raise EpisodeError(path, "proprio_stats.h5", "file missing", stage="read")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise EpisodeError(path, "hdf5", f"cannot open HDF5: {e}", stage="read") from e
+    try:
+        return Proprio(path, f, row_times(f, path))
+    except EpisodeError:
+        f.close()
+        raise
+
+
+# ---------------------------------------------------------------------------------------------- sides
+
+
+def arm_pose(p: Proprio, arm: ArmMapping) -> np.ndarray | None:
+    """`[N, 4, 4]` canonical wrist/gripper-centre pose in the base frame, or None (no pose mapped)."""
+    if arm.position is None or arm.rotation is None:
+        return None
+    pos, rot = read_field(p, arm.position), read_field(p, arm.rotation)
+    if pos.shape[1] != 3:
+        raise EpisodeError(p.path, arm.position, f"position needs 3 values, got {pos.shape[1]}")
+    try:
+        R = values_to_rotation(rot, arm.rotation_convention, arm.euler_order)
+    except ValueError as e:
+        raise EpisodeError(p.path, arm.rotation, str(e)) from e
+    return eef_poses(R, pos, offset_transform(arm.offset_quat_wxyz, arm.offset_position))
+
+
+def arm_gripper(p: Proprio, arm: ArmMapping) -> np.ndarray | None:
+    """`[N]` opening in [0, 1] (1 = open), or None."""
+    if arm.gripper is None:
+        return None
+    g = read_field(p, arm.gripper)
+    if g.shape[1] != 1:
+        raise EpisodeError(p.path, arm.gripper, f"gripper needs 1 value, got {g.shape[1]}")
+    return gripper_to_unit(g[:, 0], arm.gripper_closed, arm.gripper_open)
+
+
+# ---------------------------------------------------------------------------------------------- JSON files
+
+
+def _load_json(path: Path, adapter: TypeAdapter[Parsed], what: str) -> Parsed:
+    try:
+        return adapter.validate_python(json.loads(path.read_text()))
+    except FileNotFoundError as e:
+        raise EpisodeError(path, what, "file missing", stage="read") from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise EpisodeError(path, what, f"unreadable JSON: {e}", stage="read") from e
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or what
+        raise EpisodeError(path, where, err["msg"], stage="read") from e
+
+
+def camera_poses(path: Path, rows: int, convention: str) -> np.ndarray:
+    """`[rows, 4, 4]` base_from_camera (OpenCV axes) from a per-row extrinsics list (extra rows ignored)."""
+    entries = _load_json(path, ExtrinsicsFile, "extrinsic")
+    if len(entries) < rows:
+        raise EpisodeError(path, "extrinsic", f"{len(entries)} poses for {rows} rows")
+    T = np.tile(np.eye(4), (rows, 1, 1))
+    T[:, :3, :3] = [e.extrinsic.rotation_matrix for e in entries[:rows]]
+    T[:, :3, 3] = [e.extrinsic.translation_vector for e in entries[:rows]]
+    err = orthonormality_error(T[:, :3, :3])
+    if not (err <= ORTHONORMAL_TOL).all():  # NaN fails too
+        i = int(np.argmax(np.where(np.isnan(err), np.inf, err)))
+        raise EpisodeError(path, f"{i}.extrinsic.rotation_matrix", "not a rotation")
+    return T @ OPENGL_TO_OPENCV if convention == "opengl" else T
+
+
+def task_episode(path: Path, episode_id: str) -> TaskEpisode:
+    """The entry of `episode_id` in a task_info file (a list, or one A2D dict)."""
+    parsed = _load_json(path, TaskInfoFile, "task_info")
+    entries = parsed if isinstance(parsed, list) else [parsed]
+    for entry in entries:
+        if str(entry.episode_id) == episode_id:
+            return entry
+    raise EpisodeError(path, "episode_id", f"no entry for episode {episode_id}", stage="read")
+
+
+def segment_ranges(segments: list[ActionSegment]) -> list[tuple[int, int, str]]:
+    """`[start, stop)` source-frame ranges with their text, in start order (conventions: module doc)."""
+    ordered = sorted(segments, key=lambda s: (s.start_frame, s.end_frame))
+    half_open = any(a.end_frame == b.start_frame for a, b in zip(ordered, ordered[1:], strict=False))
+    return [(s.start_frame, s.end_frame + (0 if half_open else 1), s.text) for s in ordered]
+
+
+def subtask_texts(segments: list[ActionSegment], source_rows: np.ndarray) -> list[str]:
+    """The sub-skill text of each 10 Hz frame, from the source row it was taken from."""
+    texts = np.full(len(source_rows), "", dtype=object)
+    for start, stop, text in segment_ranges(segments):
+        texts[(source_rows >= start) & (source_rows < stop)] = text
+    return [str(x) for x in texts]
+
+
+# ---------------------------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class EpisodeFiles:
+    root: Path
+    task: str
+    episode: str
+
+    def proprio(self) -> Path:
+        folder = self.root / "proprio_stats" / self.task / self.episode
+        return next((folder / n for n in H5_NAMES if (folder / n).is_file()), folder / H5_NAMES[0])
+
+    def video(self, camera: str) -> Path:
+        return self.root / "observations" / self.task / self.episode / "videos" / f"{camera}.mp4"
+
+    def task_info(self) -> Path:
+        candidates = [
+            self.root / "task_info" / f"task_{self.task}.json",
+            self.root / f"task_info_{self.task}.json",
+            self.root / "observations" / self.task / f"task_info_{self.task}.json",
+        ]
+        return next((c for c in candidates if c.is_file()), candidates[0])
+
+    def extrinsics(self, camera: str) -> Path:
+        base = self.root / "parameters" / self.task / self.episode
+        name = f"{camera}_extrinsic_params_aligned.json"
+        candidates = [base / "camera" / name, base / "parameters" / "camera" / name]  # Alpha tar nesting
+        return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def _files(ref: SourceEpisodeRef) -> EpisodeFiles:
+    task, episode = ref.source_episode_id.split("/")
+    return EpisodeFiles(Path(ref.files["root"]), task, episode)
+
+
+def video_frames(path: Path) -> int:
+    """Frames in an MP4, from its header (else by counting packets, nothing decoded)."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return int(stream.frames) or sum(1 for pkt in container.demux(stream) if pkt.size)
+    except (av.FFmpegError, OSError, IndexError) as e:
+        raise EpisodeError(path, "video", f"unreadable video: {e}", stage="read") from e
+
+
+def plan_videos(
+    files: EpisodeFiles, cfg: AgibotConfig, rows: int, nearest: np.ndarray
+) -> dict[str, VideoSource]:
+    videos = {}
+    for cam in cfg.cameras:
+        mp4 = files.video(cam)
+        if not mp4.is_file():
+            raise EpisodeError(mp4, cam, "video missing", stage="read")
+        n = video_frames(mp4)
+        if n != rows:
+            raise EpisodeError(
+                mp4, cam, f"video has {n} frames, proprio_stats.h5 has {rows} rows", stage="read"
+            )
+        videos[f"observation.images.{cam.removesuffix('_color')}"] = VideoSource(
+            mp4, nearest.astype(np.int64)
+        )
+    return videos
+
+
+# ---------------------------------------------------------------------------------------------- episode
+
+
+@dataclass
+class Converted:
+    """The whole episode at 10 Hz, before cutting into <= 15 min parts."""
+
+    arrays: hands.SideArrays
+    sides: list[Side]
+    extra: dict[str, ExtraColumn]
+    videos: dict[str, VideoSource]
+    subtasks: list[str]
+    task: TaskEpisode
+
+
+def _extras(p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan) -> dict[str, ExtraColumn]:
+    extra: dict[str, ExtraColumn] = {}
+    if cfg.native_action:
+        values, names = read_named(p, cfg.native_action)
+        extra["action.native"] = ExtraColumn(values[plan.nearest].astype(np.float32), names)
+    if cfg.joints:
+        values, names = read_named(p, cfg.joints)
+        extra["observation.joints"] = ExtraColumn(
+            resample.resample_linear(plan, values).astype(np.float32), names
+        )
+    if cfg.hand_joints:
+        values, names = read_named(p, cfg.hand_joints)
+        now = resample.resample_linear(plan, values).astype(np.float32)
+        extra["observation.hand_joints"] = ExtraColumn(now, names)
+        extra["action.hand_joints"] = ExtraColumn(np.concatenate([now[1:], now[-1:]]), names)
+    return extra
+
+
+def _sides(
+    p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan, cam: np.ndarray | None
+) -> dict[Side, hands.SideArrays]:
+    out: dict[Side, hands.SideArrays] = {}
+    for side, arm in (("left", cfg.left), ("right", cfg.right)):
+        if arm is None:
+            continue
+        pose, grip = arm_pose(p, arm), arm_gripper(p, arm)
+        pose10 = None if pose is None else resample.resample_poses(plan, pose)
+        grip10 = None if grip is None else resample.resample_linear(plan, grip)
+        out[side] = robot_side(pose10, grip10, plan.length, cam)
+    return out
+
+
+def convert_episode(files: EpisodeFiles, cfg: AgibotConfig) -> Converted:
+    task = task_episode(files.task_info(), files.episode)
+    p = open_proprio(files.proprio())
+    with p.f:
+        plan = resample.make_plan(p.times)
+        videos = plan_videos(files, cfg, p.rows, plan.nearest)
+        cam = None
+        if cfg.reference_frame == "camera":
+            poses = camera_poses(files.extrinsics(cfg.reference_camera), p.rows, cfg.camera_convention)
+            cam = resample.resample_poses(plan, poses)
+        sides = _sides(p, cfg, plan, cam)
+        extra = _extras(p, cfg, plan)
+    return Converted(
+        arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides], extra=extra,
+        videos=videos, subtasks=subtask_texts(task.label_info.action_config, plan.nearest), task=task,
+    )  # fmt: skip
+
+
+def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> CanonicalEpisode:
+    a = rec.arrays
+    state, action, smask, amask = a.state[rows], a.action[rows], a.state_mask[rows], a.action_mask[rows]
+    has_action = bool(amask.any())
+    metrics = quality.quality_metrics(smask, action, amask, rec.sides)
+    metrics.update(quality.robot_signals(state, smask, rec.sides))
+    tier = quality.quality_tier(metrics, cfg.quality)
+    meta = EpisodeMeta(
+        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
+        quality_tier=tier if has_action else "actionless", quality_metrics=metrics,
+        caption=rec.task.caption, caption_source="source", task_original=rec.task.task_name,
+    )  # fmt: skip
+    ep = CanonicalEpisode(
+        meta, state, action, smask, amask,
+        videos={k: VideoSource(v.path, v.frame_indices[rows]) for k, v in rec.videos.items()},
+        extra={k: ExtraColumn(c.values[rows], c.names) for k, c in rec.extra.items()},
+        annotations={SUBTASK: rec.subtasks[rows]},
+    )  # fmt: skip
+    ep.check()
+    return ep
+
+
+def _natural_key(text: str) -> list[tuple[int, int | str]]:
+    return [(0, int(x)) if x.isdigit() else (1, x) for x in re.split(r"(\d+)", text) if x]
+
+
+def _episode_dirs(root: Path) -> Iterator[str]:
+    for top in ("proprio_stats", "observations"):
+        for d in (root / top).glob("*/*"):
+            if d.is_dir() and not d.name.startswith("."):
+                yield f"{d.parent.name}/{d.name}"
+
+
+class AgibotSource:
+    """The AgiBot World `Source` (ingest/sources/base.py)."""
+
+    name = "agibot"
+
+    def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
+        root = Path(root).resolve()
+        refs = []
+        for ep_id in sorted(set(_episode_dirs(root)), key=_natural_key):
+            files = EpisodeFiles(root, *ep_id.split("/"))
+            paths = {"root": str(root), "hdf5": str(files.proprio()), "task_info": str(files.task_info())}
+            paths |= {f"video:{c}": str(files.video(c)) for c in getattr(cfg, "cameras", [])}
+            refs.append(SourceEpisodeRef(source_episode_id=ep_id, files=paths))
+        return refs
+
+    def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
+        if not isinstance(cfg, AgibotConfig):
+            raise TypeError(f"agibot needs an AgibotConfig, got {type(cfg).__name__}")
+        rec = convert_episode(_files(ref), cfg)
+        ranges = resample.chunk_ranges(rec.arrays.state.shape[0], MAX_FRAMES)
+        base = ref.source_episode_id
+        return [
+            _part(base if len(ranges) == 1 else f"{base}#{i}", rec, slice(a, b), cfg)
+            for i, (a, b) in enumerate(ranges)
+        ]
+
+
+SOURCE = AgibotSource()

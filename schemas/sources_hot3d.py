@@ -1,0 +1,33 @@
+"""The `pipelines.yaml` section of a HOT3D source (reader: ingest/sources/hot3d.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.source_config import SourceConfig
+
+MANO_DIR_ENV = "EI_FORGE_MANO_DIR"
+
+
+class Hot3dConfig(SourceConfig):
+    format: Literal["hot3d"]
+    camera_key: str = "observation.images.ego"
+    # Headset (metadata.json `headset`) -> the image stream whose camera is the reference frame and whose
+    # video `<sequence>/<stream>.mp4` is kept: Aria's RGB camera, Quest3's left monochrome camera.
+    camera_streams: dict[str, str] = Field(default_factory=lambda: {"Aria": "214-1", "Quest3": "1201-1"})
+    # Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (licence-gated, never shipped). The environment variable
+    # EI_FORGE_MANO_DIR (which `ingest run --mano-dir` sets) overrides it.
+    mano_dir: Path | None = None
+    num_pca_comps: int = Field(15, ge=1, le=45, description="MANO pose PCA coefficients per hand in HOT3D")
+    flat_hand_mean: bool = False
+
+    @model_validator(mode="after")
+    def _mano_dir_from_env(self) -> Hot3dConfig:
+        env = os.environ.get(MANO_DIR_ENV, "").strip()
+        if env:
+            self.mano_dir = Path(env).expanduser().resolve()
+        return self
