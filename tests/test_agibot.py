@@ -4,6 +4,7 @@ layouts, dexterous hands, sub-skill segments), bad inputs, and the real files of
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -32,7 +33,9 @@ SIDES = ("left", "right")
 
 
 def _cfg(**update: object) -> AgibotConfig:
-    cfg = SHIPPED.model_copy(update={"video": VideoConfig(width=64, height=48), **update})
+    cfg = SHIPPED.model_copy(
+        update={"video": VideoConfig(width=64, height=48), "reference_frame": "camera", **update}
+    )
     return AgibotConfig.model_validate(cfg.model_dump())
 
 
@@ -332,15 +335,17 @@ def test_real_a2d_files_read() -> None:
 @pytest.mark.realdata
 @pytest.mark.usefixtures("ray_local")
 def test_real_episode_through_the_job(real_layout: tuple[Path, fx.Written], tmp_path: Path) -> None:
-    """Done-when of issue 6: the real proprio_stats.h5 with videos and a task file converts and validates."""
+    """Done-when of issue 6: the real proprio_stats.h5 with videos and a task file (no camera parameters)
+    converts with the shipped section (base frame) and validates."""
     from ingest.job import RunOptions, run
     from ingest.validate import validate_dataset
 
-    root, _ = real_layout
+    root = tmp_path / "in"
+    shutil.copytree(real_layout[0], root, symlinks=True)
+    shutil.rmtree(root / "parameters")
     pipelines = tmp_path / "pipelines.yaml"
-    pipelines.write_text(
-        yaml.safe_dump({"sources": {"agibot": _cfg().model_dump(mode="json", exclude={"quality"})}})
-    )
+    shipped = _cfg(reference_frame=SHIPPED.reference_frame).model_dump(mode="json", exclude={"quality"})
+    pipelines.write_text(yaml.safe_dump({"sources": {"agibot": shipped}}))
     opts = RunOptions(source="agibot", input=root, output=tmp_path / "out", workers=1, progress=False,
                       pipelines=pipelines)  # fmt: skip
     summary = run(opts)
@@ -357,5 +362,6 @@ def test_real_episode_through_the_job(real_layout: tuple[Path, fx.Written], tmp_
     assert tasks[table.column("task_index")[0].as_py()] == episode["caption"]  # the caption stage's text
     assert episode["quality_metrics"]["frames"] == table.num_rows
     card = json.loads((out / "meta/dataset_card.json").read_text())
-    assert card["reference_frame"] == "camera" and table.num_rows == 663  # nothing idle to cut at the ends
+    cut = episode["quality_metrics"]["cut_frames_start"] + episode["quality_metrics"]["cut_frames_end"]
+    assert card["reference_frame"] == "base" and table.num_rows + cut == 663  # idle ends cut, and counted
     assert "action.native" in table.column_names and "observation.joints" in table.column_names
