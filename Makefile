@@ -47,6 +47,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_egodex.py --episodes 24
 	$(BIN)/python bench/latents.py
 	$(BIN)/python bench/catalog.py
+	$(BIN)/python bench/video_cut.py
+	$(BIN)/python bench/caption.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -41,6 +41,7 @@ from schemas.lerobot import (
     EpisodeStatsRecord,
     Feature,
     FeatureStats,
+    GlobalFeatureStats,
     InfoJson,
     ModalityJson,
     TaskRecord,
@@ -68,8 +69,8 @@ MASKS = {"observation.state": "observation.state_mask", "action": "action_mask"}
 M = TypeVar("M", bound=BaseModel)
 
 
-class GlobalStats(RootModel[dict[str, FeatureStats]]):
-    """`meta/stats.json`: feature -> merged stats."""
+class GlobalStats(RootModel[dict[str, GlobalFeatureStats]]):
+    """`meta/stats.json`: feature -> merged stats (+ q01 / q99)."""
 
 
 class Problem(BaseModel):
@@ -521,13 +522,31 @@ def _check_stray_data(root: Path, episodes: list[_Episode], report: Report) -> N
             _add(report, rel, "(file)", f"not an episode listed in {EPISODES_PATH}")
 
 
+def _check_quantiles(info: InfoJson, stats: dict[str, GlobalFeatureStats], report: Report) -> None:
+    """Every numeric feature has GR00T's q01 / q99 of its width, with min <= q01 <= q99 <= max."""
+    for key, feat in info.features.items():
+        if feat.dtype in ("video", "string") or key not in stats:
+            continue
+        entry, width = stats[key], math.prod(feat.shape)
+        if entry.q01 is None or entry.q99 is None:
+            _add(report, STATS_PATH, f"{key}.q01", "q01 / q99 missing (GR00T normalises with them)")
+            continue
+        q01, q99 = np.asarray(entry.q01, dtype=np.float64), np.asarray(entry.q99, dtype=np.float64)
+        lo, hi = np.asarray(entry.min, dtype=np.float64), np.asarray(entry.max, dtype=np.float64)
+        if q01.shape != (width,) or q99.shape != (width,):
+            _add(report, STATS_PATH, f"{key}.q01", f"shapes {q01.shape}, {q99.shape}, expected ({width},)")
+        elif not (lo - 1e-6 <= q01).all() or not (q01 <= q99 + 1e-9).all() or not (q99 <= hi + 1e-6).all():
+            _add(report, STATS_PATH, f"{key}.q01", "not min <= q01 <= q99 <= max")
+
+
 def _check_gr00t_files(root: Path, info: InfoJson, report: Report) -> None:
     """`meta/stats.json` and `meta/modality.json` are optional for lerobot v2.1 (GR00T reads them);
     when present they must parse, and the modality slices must stay inside the vectors."""
     if (root / STATS_PATH).is_file():
         data = _read_json(root, STATS_PATH, report)
-        if data is not None:
-            _parse(GlobalStats, data, STATS_PATH, report)
+        stats = None if data is None else _parse(GlobalStats, data, STATS_PATH, report)
+        if stats is not None:
+            _check_quantiles(info, stats.root, report)
     if (root / MODALITY_PATH).is_file():
         data = _read_json(root, MODALITY_PATH, report)
         modality = None if data is None else _parse(ModalityJson, data, MODALITY_PATH, report)

@@ -485,9 +485,47 @@ def build_info(published: Sequence[PublishedEpisode], robot_type: str) -> InfoJs
 
 
 def global_stats(published: Sequence[PublishedEpisode]) -> dict[str, FeatureStats]:
-    """Per-feature merge over all episodes (`meta/stats.json`)."""
+    """Per-feature merge over all episodes (`meta/episodes_stats.jsonl` merged, as lerobot does)."""
     keys = list(dict.fromkeys(k for ep in published for k in ep.stats))
     return {k: merge_stats([ep.stats[k] for ep in published if k in ep.stats]) for k in keys}
+
+
+QUANTILE_SAMPLE_ROWS = 200_000  # GR00T's q01 / q99 are estimated from at most about this many frames
+
+
+def quantile_sample(root: Path, published: Sequence[PublishedEpisode]) -> dict[str, np.ndarray]:
+    """Numeric columns of every k-th published episode, k chosen so that about `QUANTILE_SAMPLE_ROWS`
+    frames are read (every episode of a small dataset): column -> float64 [rows, D]."""
+    total = sum(ep.record.length for ep in published)
+    step = max(1, -(-total // QUANTILE_SAMPLE_ROWS))
+    parts: dict[str, list[np.ndarray]] = {}
+    for ep in published[::step]:
+        table = pq.read_table(root / data_path(ep.record.episode_index))
+        for name in table.column_names:
+            col = table[name].combine_chunks()
+            flat = col.flatten() if pa.types.is_fixed_size_list(col.type) else col
+            values = flat.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(col), -1)
+            parts.setdefault(name, []).append(values)
+    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+
+def quantiles(values: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-dimension 1st and 99th percentiles over the finite values (0 for a dimension with none)."""
+    x = np.where(np.isfinite(values), values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q = np.nan_to_num(np.nanquantile(x, [0.01, 0.99], axis=0))
+    return q[0].tolist(), q[1].tolist()
+
+
+def gr00t_stats(root: Path, published: Sequence[PublishedEpisode]) -> dict[str, dict[str, list]]:
+    """`meta/stats.json` as GR00T reads it: the merged stats plus `q01` / `q99` for every numeric column
+    (cameras have none), estimated from `quantile_sample`."""
+    stats = {k: v.model_dump() for k, v in global_stats(published).items()}
+    for name, values in quantile_sample(root, published).items():
+        if name in stats:
+            stats[name]["q01"], stats[name]["q99"] = quantiles(values)
+    return stats
 
 
 def build_card(
@@ -552,7 +590,7 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
     episode_stats = [
         EpisodeStatsRecord(episode_index=ep.record.episode_index, stats=ep.stats) for ep in published
     ]
-    stats = {k: v.model_dump() for k, v in global_stats(published).items()}
+    stats = gr00t_stats(root, published)
     _write_atomic(root / INFO_PATH, info_json_text(info))
     _write_atomic(root / EPISODES_PATH, _jsonl([ep.record for ep in published]))
     _write_atomic(root / TASKS_PATH, _jsonl(tasks))

@@ -124,6 +124,14 @@ class FeatureStats(BaseModel):
     count: list[int] = Field(min_length=1, max_length=1)
 
 
+class GlobalFeatureStats(FeatureStats):
+    """A feature's entry in `meta/stats.json`: the merged stats and, for numeric (non-camera) features,
+    GR00T's 1st / 99th percentiles, shape (D,)."""
+
+    q01: list[Any] | None = None
+    q99: list[Any] | None = None
+
+
 class EpisodeStatsRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     episode_index: int = Field(ge=0)

@@ -245,3 +245,14 @@ def test_modality_slice_outside_the_vector(ds: Path) -> None:
     data["action"]["right_keypoints"]["end"] = 150
     path.write_text(json.dumps(data))
     assert ("meta/modality.json", "action.right_keypoints") in where(validate_dataset(ds))
+
+
+def test_stats_json_quantiles_missing_or_outside_min_max(ds: Path) -> None:
+    stats = json.loads((ds / "meta/stats.json").read_text())
+    del stats["action"]["q99"]
+    stats["observation.state"]["q01"] = [v - 1.0 for v in stats["observation.state"]["min"]]
+    (ds / "meta/stats.json").write_text(json.dumps(stats))
+    assert where(validate_dataset(ds)) == {
+        ("meta/stats.json", "action.q01"),
+        ("meta/stats.json", "observation.state.q01"),
+    }

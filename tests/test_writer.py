@@ -253,6 +253,21 @@ def test_global_stats_equal_numpy_over_all_frames(dataset: Path, episodes: list[
     assert stats["observation.state"]["count"] == [12]
     np.testing.assert_allclose(stats["index"]["std"], [np.arange(12).std()])
     assert stats[CAM]["count"] == [12] and np.asarray(stats[CAM]["mean"]).shape == (3, 1, 1)
+    np.testing.assert_allclose(stats["observation.state"]["q01"], np.quantile(state, 0.01, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(stats["observation.state"]["q99"], np.quantile(state, 0.99, axis=0), rtol=1e-5)
+    assert stats["index"]["q99"] == [pytest.approx(np.quantile(np.arange(12), 0.99))]
+    assert "q01" not in stats[CAM]  # GR00T has no quantiles for cameras
+
+
+def test_quantiles_of_a_large_dataset_come_from_every_kth_episode(
+    dataset: Path, episodes: list[CanonicalEpisode], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ingest.writer.QUANTILE_SAMPLE_ROWS", 6)  # 12 frames: every 2nd episode (of 2)
+    finalize_meta(dataset, "egodex", SRC_CFG, [])
+    stats = json.loads((dataset / "meta/stats.json").read_text())
+    want = np.quantile(episodes[0].action, [0.01, 0.99], axis=0)
+    np.testing.assert_allclose([stats["action"]["q01"], stats["action"]["q99"]], want, rtol=1e-5)
+    assert stats["action"]["count"] == [12]  # the moments still cover every frame
 
 
 def test_meta_rebuilt_after_deletion_is_identical(dataset: Path) -> None:

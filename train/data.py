@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from catalog.latents_reader import read_latents
 from schemas.latents import LatentsMeta, latents_path
-from schemas.lerobot import INFO_PATH, STATS_PATH, FeatureStats, InfoJson
+from schemas.lerobot import INFO_PATH, STATS_PATH, GlobalFeatureStats, InfoJson
 from train.batch import CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
 
 if TYPE_CHECKING:
@@ -238,14 +238,14 @@ def _check_same_encoder(infos: Sequence[DatasetInfo]) -> None:
             )
 
 
-def _feature_stats(path: Path) -> dict[str, FeatureStats]:
+def _feature_stats(path: Path) -> dict[str, GlobalFeatureStats]:
     import json
 
     raw = json.loads((path / STATS_PATH).read_text())
-    return {k: FeatureStats.model_validate(v) for k, v in raw.items()}
+    return {k: GlobalFeatureStats.model_validate(v) for k, v in raw.items()}
 
 
-def _vector_moments(stats: list[dict[str, FeatureStats]], key: str, mask_key: str, use: list[bool]):
+def _vector_moments(stats: list[dict[str, GlobalFeatureStats]], key: str, mask_key: str, use: list[bool]):
     """[P, 146] means, stds and weights: count x fraction of frames where the dimension is valid."""
     means = np.array([s[key].mean for s in stats], dtype=np.float64)
     stds = np.array([s[key].std for s in stats], dtype=np.float64)
