@@ -35,6 +35,7 @@ from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef
 from ingest.stages.resample import chunk_ranges, output_count
 from ingest.stages.text import clean_instruction
+from ingest.video import frame_timestamps
 from schemas.canonical import VECTOR_DIM
 from schemas.episode import FPS, CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.sources_human import ClipSourceConfig, MissingVideos, Overlap
@@ -169,11 +170,14 @@ class Timeline:
 
 
 def _packet_times(path: Path) -> np.ndarray:
+    """Frame i's presentation time in seconds: the frame numbering `ingest.video.Decoder` uses."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size > 0]
+        pts = frame_timestamps(container, stream)
         base = float(stream.time_base)
-    return np.unique(np.asarray(pts, dtype=np.int64)).astype(np.float64) * base
+    if pts is None:
+        raise ValueError("a video packet has no timestamp: frames cannot be placed in time")
+    return pts.astype(np.float64) * base
 
 
 def _first_frame(path: Path) -> None:
