@@ -15,6 +15,7 @@ import yaml
 
 from ingest.errors import EpisodeError
 from ingest.sources.agibot import SOURCE, camera_poses, open_proprio, read_field, segment_ranges
+from ingest.stages import quality
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import PipelinesFile, VideoConfig
@@ -163,7 +164,8 @@ def test_native_action_and_joints_come_unchanged_from_the_rows(tmp_path: Path) -
 def test_quality_signals_from_the_known_motion(tmp_path: Path) -> None:
     w = fx.write_episode(tmp_path, "327", "5", 181)  # 6 s: the grippers close more than once
     fx.write_task_info(tmp_path, [w])
-    ep = _convert(tmp_path, _cfg())
+    cfg = _cfg()
+    ep = quality.stage(_convert(tmp_path, cfg), cfg)
     want = {s: fx.expected_side(w, s) for s in SIDES}
     path = sum(np.linalg.norm(np.diff(e.position, axis=0), axis=1).sum() for e in want.values())
     disp = sum(max(np.linalg.norm(e.position[-1] - e.position[0]), 1e-3) for e in want.values())
@@ -308,7 +310,7 @@ def test_real_beta_proprio_stats_base_frame(real_layout: tuple[Path, fx.Written]
         want_g = np.clip(1 - np.interp(tau, t, grip[side]) / 120.0, 0, 1)
         np.testing.assert_allclose(ep.state[:, part_slice(side, "gripper").start], want_g, atol=2e-6)
     # the real grippers close (command 1) several times; the right one more than once
-    assert ep.meta.quality_metrics["regrasps"] >= 1
+    assert quality.stage(ep, _cfg(reference_frame="base")).meta.quality_metrics["regrasps"] >= 1
     texts = ep.annotations["annotation.subtask"]
     nearest = ep.videos["observation.images.head"].frame_indices
     assert texts == [

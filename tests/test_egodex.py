@@ -11,7 +11,8 @@ import pytest
 from ingest.errors import EpisodeError
 from ingest.sources import egodex
 from ingest.sources.base import SourceEpisodeRef
-from ingest.stages.quality import assess, quality_metrics
+from ingest.stages import quality, tiers
+from ingest.stages.quality import quality_metrics
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import EgoDexConfig, PipelinesFile, QualityConfig
 from schemas.tiers import DEFAULT_TIERS, TierRule
@@ -60,7 +61,7 @@ def test_fixture_episode_matches_closed_form(tmp_path: Path, cfg: EgoDexConfig) 
     assert video.path == ex.mp4
     assert video.frame_indices.tolist() == [3 * k for k in range(32)]
     assert ep.meta.source_episode_id == f"{TASK}/0" and ep.meta.embodiment == "human_ego"
-    assert ep.meta.has_action and ep.meta.quality_tier == "high"
+    assert ep.meta.has_action and quality.stage(ep, cfg).meta.quality_tier == "high"
     # The last action is a zero motion with the last gripper/keypoints.
     for off in (0, 73):
         assert np.array_equal(ep.action[-1, off : off + 9], [0, 0, 0, 1, 0, 0, 0, 1, 0])
@@ -145,7 +146,7 @@ def test_low_confidence_masks(tmp_path: Path, cfg: EgoDexConfig) -> None:
     assert not ep.state_mask[10, thumb].any() and not ep.state_mask[10, 73 + 9]
     assert ep.state_mask[10, 73:82].all() and ep.state_mask[10, 73 + 10 : 73 + 22].all()
     assert not ep.state_mask[20, 10 + 24 : 10 + 27].any() and ep.state_mask[20, 9] == np.False_
-    assert ep.meta.quality_metrics["valid_fraction"] == pytest.approx(1 - 1 / 64)
+    assert quality.stage(ep, cfg).meta.quality_metrics["valid_fraction"] == pytest.approx(1 - 1 / 64)
 
 
 def test_no_confidences_group_means_all_valid(tmp_path: Path, cfg: EgoDexConfig) -> None:
@@ -293,10 +294,10 @@ def test_quality_rule_by_hand() -> None:
     assert m["wrist_speed_p99"] == pytest.approx(3 + 0.97, rel=1e-6)  # numpy linear percentile of 1..4
     assert (m["duration_s"], m["frames"]) == (0.5, 5.0)
     human = DEFAULT_TIERS.human_action  # valid_fraction >= 0.8 holds, wrist_speed_p99 <= 3 fails
-    assert assess(state_mask, action, action_mask, ("left", "right"), human)[0] == "low"
+    assert tiers.decide(m, True, human).tier == "low"
     ok = QualityConfig(rules=[TierRule(metric="valid_fraction", op=">=", value=0.9),
                               TierRule(metric="wrist_speed_p99", op="<=", value=4.0)])  # fmt: skip
-    assert assess(state_mask, action, action_mask, ("left", "right"), ok)[0] == "high"
+    assert tiers.decide(m, True, ok).tier == "high"
     assert quality_metrics(state_mask, action, action_mask, ("right",))["valid_fraction"] == 1.0
 
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from ingest.errors import EpisodeError
 from ingest.sources import hot3d
-from ingest.stages import mano
+from ingest.stages import mano, quality
 from schemas.canonical import SIDES
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import Hot3dConfig
@@ -226,7 +226,7 @@ def test_hand_never_annotated_is_absent(tmp_path: Path, cfg: Hot3dConfig) -> Non
     ep = convert(seq, cfg)
     assert not ep.state_mask[:, :73].any() and not ep.state[:, :73].any()
     assert ep.state_mask[:, 73:].all()
-    assert ep.meta.quality_metrics["valid_fraction"] == pytest.approx(0.5)
+    assert quality.stage(ep, cfg).meta.quality_metrics["valid_fraction"] == pytest.approx(0.5)
 
 
 def test_caption_names_the_objects(tmp_path: Path, cfg: Hot3dConfig) -> None:

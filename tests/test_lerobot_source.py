@@ -13,6 +13,7 @@ import pytest
 
 from ingest.errors import EpisodeError
 from ingest.sources.lerobot import SOURCE
+from ingest.stages import quality
 from schemas.episode import CanonicalEpisode
 from schemas.sources_lerobot import LeRobotInputConfig
 from tests.fixtures import lerobot as fx
@@ -127,7 +128,8 @@ def test_v21_30hz_exact_state_action(tmp_path: Path) -> None:
     np.testing.assert_array_equal(native.values, src["action"][3 * np.arange(21)].astype(np.float32))
     assert native.names == ["a0", "a1", "a2", "a3"]
     assert (ep.meta.caption, ep.meta.caption_source, ep.meta.task_original) == (TASKS[0], "source", TASKS[0])
-    assert ep.meta.has_action and ep.meta.quality_tier == "high" and ep.meta.embodiment == "test_arm"
+    assert ep.meta.has_action and ep.meta.embodiment == "test_arm"
+    assert quality.stage(ep, config()).meta.quality_tier == "high"
 
 
 def test_v20_24hz_offset_timestamps_interpolate(tmp_path: Path) -> None:

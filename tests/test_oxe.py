@@ -16,6 +16,7 @@ import tests.fixtures.rlds as rlds_fx
 from ingest.sources import oxe
 from ingest.sources.base import PartReject
 from ingest.sources.rlds import RldsDataset
+from ingest.stages import quality
 from ingest.stages.geometry import euler_to_matrix
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
@@ -158,7 +159,8 @@ def test_known_trajectory_state_action_masks(tmp_path: Path, known: None) -> Non
 
 def test_native_columns_videos_and_meta(tmp_path: Path, known: None) -> None:
     fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [2]}, num_steps=N)
-    episodes = convert_shard(fx, "train", 0, make_cfg(splits=["train"]))
+    cfg = make_cfg(splits=["train"])
+    episodes = convert_shard(fx, "train", 0, cfg)
     nearest = [k // 2 for k in range(2 * N - 1)]  # halfway frames take the earlier step
     shard = fx.shards["train"][0]
     for e, (ep, src) in enumerate(zip(episodes, fx.episodes["train"][0], strict=True)):
@@ -173,7 +175,8 @@ def test_native_columns_videos_and_meta(tmp_path: Path, known: None) -> None:
         assert ep.meta.source_episode_id == f"train/{shard.name}#{e}"
         assert ep.meta.caption == ep.meta.task_original == rlds_fx.INSTRUCTIONS[e % 3]
         assert ep.meta.caption_source == "source" and ep.meta.embodiment == "widowx" and ep.meta.has_action
-        assert ep.meta.quality_tier == "high" and ep.meta.quality_metrics["valid_fraction"] == 1.0
+        staged = quality.stage(ep, cfg).meta  # the tier and the metrics are decided by the stage
+        assert staged.quality_tier == "high" and staged.quality_metrics["valid_fraction"] == 1.0
 
 
 def test_slerp_midpoints_when_all_angles_move(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ from ingest.job import DEFAULT_PIPELINES, RunOptions, run
 from ingest.sources import oxe
 from ingest.sources.base import PartReject
 from ingest.sources.rlds import RldsDataset, RldsEpisode
+from ingest.stages import quality
 from ingest.validate import validate_dataset
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
@@ -111,7 +112,8 @@ def test_fractal_3hz_upsampled_state_action_masks(tmp_path: Path) -> None:
 
 def test_fractal_native_action_success_caption_video(tmp_path: Path) -> None:
     fx = rlds_fx.write_fractal_dataset(tmp_path, shards=[3], num_steps=FRACTAL_N)
-    episodes = episodes_of(convert_all(fx.root, shipped("oxe_fractal")))
+    cfg = shipped("oxe_fractal")
+    episodes = episodes_of(convert_all(fx.root, cfg))
     near = nearest_step(np.arange(21) * 3 / 10)
     assert near.tolist()[:7] == [0, 0, 1, 1, 1, 1, 2]  # 0.0 0.3 0.6 0.9 1.2 1.5 (tie: earlier) 1.8
     keys = ["world_vector", "rotation_delta", "gripper_closedness_action", "terminate_episode",
@@ -131,7 +133,8 @@ def test_fractal_native_action_success_caption_video(tmp_path: Path) -> None:
         assert ep.meta.quality_metrics["success"] == (1.0 if e % 2 == 0 else 0.0)  # reward on the last step
         assert ep.meta.caption == ep.meta.task_original == rlds_fx.FRACTAL_INSTRUCTIONS[e % 2]
         assert ep.meta.caption_source == "source"
-        assert ep.meta.quality_tier == ("high" if e % 2 == 0 else "low")  # a failed attempt is tiered low
+        tier = quality.stage(ep, cfg).meta.quality_tier
+        assert tier == ("high" if e % 2 == 0 else "low")  # a failed attempt is tiered low
         (video,) = ep.videos.values()
         assert (
             list(ep.videos) == ["observation.images.image"] and video.frame_indices.tolist() == near.tolist()
@@ -233,8 +236,10 @@ def test_droid_instructions_success_and_cameras(tmp_path: Path) -> None:
 def test_bridge_section_has_no_success_flag(tmp_path: Path) -> None:
     fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [1]}, num_steps=6)  # reward 1 on its last step
     cameras = [f"steps/observation/{c}" for c in rlds_fx.CAMERAS]
-    (ep,) = episodes_of(convert_all(fx.root, shipped("oxe", splits=["train"], cameras=cameras)))
-    assert "success" not in ep.meta.quality_metrics and ep.meta.quality_metrics["valid_fraction"] == 1.0
+    cfg = shipped("oxe", splits=["train"], cameras=cameras)
+    (ep,) = episodes_of(convert_all(fx.root, cfg))
+    m = quality.stage(ep, cfg).meta.quality_metrics
+    assert "success" not in m and m["valid_fraction"] == 1.0
 
 
 # ------------------------------------------------------------------------------- generic mappings
@@ -242,7 +247,8 @@ def test_bridge_section_has_no_success_flag(tmp_path: Path) -> None:
 
 def test_joint_only_mapping_masks_the_wrist(tmp_path: Path) -> None:
     fx = rlds_fx.write_droid_dataset(tmp_path, shards=[1], num_steps=DROID_N)
-    (ep,) = episodes_of(convert_all(fx.root, shipped("oxe_droid", position=None, rotation=None)))
+    cfg = shipped("oxe_droid", position=None, rotation=None)
+    (ep,) = episodes_of(convert_all(fx.root, cfg))
     pose = slice(part_slice("right", "position").start, part_slice("right", "rotation").stop)
     grip = part_slice("right", "gripper")
     assert (
@@ -253,10 +259,13 @@ def test_joint_only_mapping_masks_the_wrist(tmp_path: Path) -> None:
         ep.state[:, grip][:, 0], 1.0 - rlds_fx.droid_state(np.arange(11) * 1.5, 0)[1], atol=1e-6
     )
     assert ep.extra["observation.joints"].values.shape == (11, 7) and ep.meta.has_action
-    assert ep.meta.quality_metrics["valid_fraction"] == 0.0  # no wrist
+    assert quality.stage(ep, cfg).meta.quality_metrics["valid_fraction"] == 0.0  # no wrist
     cfg = shipped("oxe_droid", position=None, rotation=None, gripper=None)
     (bare,) = episodes_of(convert_all(fx.root, cfg))
     assert not bare.state_mask.any() and not bare.meta.has_action and bare.meta.quality_tier == "actionless"
+    staged = quality.stage(bare, cfg).meta  # measured without the interaction metrics, tiered actionless
+    assert staged.quality_tier == "actionless" and staged.quality_metrics["valid_fraction"] == 0.0
+    assert staged.quality_metrics["frames"] == 11 and "idle_start_s" not in staged.quality_metrics
 
 
 def test_mapping_that_does_not_fit_is_refused_at_discover(tmp_path: Path) -> None:

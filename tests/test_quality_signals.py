@@ -9,6 +9,7 @@ import pytest
 
 import tests.fixtures.rlds as rlds_fx
 from ingest.sources import oxe
+from ingest.stages import quality
 from ingest.stages.quality import robot_signals
 from schemas.sources_oxe import OxeConfig
 
@@ -131,7 +132,7 @@ def test_oxe_fixture_episode_carries_signals(tmp_path: Path) -> None:
     episodes = [ep for ref in refs for ep in oxe.SOURCE.convert(ref, cfg)]
     assert episodes
     for ep in episodes:
-        m = ep.meta.quality_metrics
+        m = quality.stage(ep, cfg).meta.quality_metrics
         assert set(m) >= KEYS
         assert all(np.isfinite(m[k]) for k in KEYS)
         assert set(m) >= {"valid_fraction", "wrist_speed_p99", "duration_s", "frames"}

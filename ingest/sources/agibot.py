@@ -383,12 +383,9 @@ def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> Canonic
     a = rec.arrays
     state, action, smask, amask = a.state[rows], a.action[rows], a.state_mask[rows], a.action_mask[rows]
     has_action = bool(amask.any())
-    metrics = quality.quality_metrics(smask, action, amask, rec.sides)
-    metrics.update(quality.robot_signals(state, smask, rec.sides))
-    tier = quality.quality_tier(metrics, cfg.quality)
     meta = EpisodeMeta(
         source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
-        quality_tier=tier if has_action else "actionless", quality_metrics=metrics,
+        quality_tier=quality.undecided_tier(has_action),
         caption=rec.task.caption, caption_source="source", task_original=rec.task.task_name,
     )  # fmt: skip
     ep = CanonicalEpisode(

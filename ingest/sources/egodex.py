@@ -177,10 +177,10 @@ def _episode(
         for s in SIDES
     }  # fmt: skip
     arrays = hands.assemble(sides, rows.stop - rows.start)
-    tier, metrics = quality.assess(arrays.state_mask, arrays.action, arrays.action_mask, SIDES, cfg.quality)
     meta = EpisodeMeta(
-        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=True, quality_tier=tier,
-        quality_metrics=metrics, caption=text[0], caption_source=text[1], task_original=text[2],
+        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=True,
+        quality_tier=quality.undecided_tier(True), caption=text[0], caption_source=text[1],
+        task_original=text[2],
     )  # fmt: skip
     video = VideoSource(path=mp4, frame_indices=data.frames[rows].astype(np.int64))
     ep = CanonicalEpisode(

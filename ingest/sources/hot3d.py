@@ -394,10 +394,9 @@ def _episode(
         for s in SIDES if s in data.wrist
     }  # fmt: skip
     arrays = hands.assemble(sides, rows.stop - rows.start)
-    tier, metrics = quality.assess(arrays.state_mask, arrays.action, arrays.action_mask, SIDES, cfg.quality)
     meta = EpisodeMeta(
-        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=True, quality_tier=tier,
-        quality_metrics=metrics, caption=text, caption_source="template", task_original="",
+        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=True,
+        quality_tier=quality.undecided_tier(True), caption=text, caption_source="template", task_original="",
     )  # fmt: skip
     video = VideoSource(path=mp4, frame_indices=data.frames[rows].astype(np.int64))
     ep = CanonicalEpisode(

@@ -325,11 +325,9 @@ def _part(ep_id: str, rec: Converted, rows: slice, cfg: LeRobotInputConfig) -> C
     a = rec.arrays
     state, action, smask, amask = a.state[rows], a.action[rows], a.state_mask[rows], a.action_mask[rows]
     has_action = bool(amask.any())
-    tier, metrics = quality.assess(smask, action, amask, rec.sides, cfg.quality)
-    metrics.update(quality.robot_signals(state, smask, rec.sides))
     meta = EpisodeMeta(
         source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
-        quality_tier=tier if has_action else "actionless", quality_metrics=metrics,
+        quality_tier=quality.undecided_tier(has_action),
         caption=rec.task, caption_source="source", task_original=rec.task,
     )  # fmt: skip
     videos = {k: VideoSource(v.path, v.frame_indices[rows]) for k, v in rec.videos.items()}

@@ -324,14 +324,10 @@ def convert_record(
     for part, (start, stop) in enumerate(ranges):
         arrays, extra, videos = _part(conv, slice(start, stop))
         has_action = bool(arrays.action_mask.any())
-        metrics = quality.quality_metrics(arrays.state_mask, arrays.action, arrays.action_mask, [SIDE])
-        metrics.update(quality.robot_signals(arrays.state, arrays.state_mask, [SIDE]))
-        if success is not None:
-            metrics["success"] = success
-        tier = quality.quality_tier(metrics, cfg.quality)  # decided on every metric, the success flag too
         meta = EpisodeMeta(
             source_episode_id=ep_id if len(ranges) == 1 else f"{ep_id}#{part}", embodiment=cfg.embodiment,
-            has_action=has_action, quality_tier=tier if has_action else "actionless", quality_metrics=metrics,
+            has_action=has_action, quality_tier=quality.undecided_tier(has_action),
+            quality_metrics={} if success is None else {"success": success},
             caption=text[0], caption_source=text[1], task_original=text[2],
         )  # fmt: skip
         episode = CanonicalEpisode(

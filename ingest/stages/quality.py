@@ -2,8 +2,12 @@
 
 `stage(ep, cfg)` runs on every episode of `ingest run` (ingest/job.py `convert_one`): it measures the
 episode on its 10 Hz canonical arrays, cuts idle leading/trailing spans (`cut` mode), measures again and
-decides the tier with the category's rules (`cfg.quality`, ingest/stages/tiers.py). The source's own
-labels in `quality_metrics` (`success` 1.0/0.0, `teleop` 1.0/0.0 where a source knows them) are kept.
+decides the tier with the category's rules (`cfg.quality`, ingest/stages/tiers.py). It is the only place
+that measures an episode and decides its tier: a source puts only its own labels in `quality_metrics`
+(`success` 1.0/0.0, `teleop` 1.0/0.0 where a source knows them, EPIC's verb/noun classes), which are
+kept, and the placeholder `undecided_tier(has_action)`, which `stage` replaces. An episode without
+actions gets the metrics below except the interaction ones (none for `human_actionless` clips, whose
+source gives `duration_s` / `frames`) and the tier `actionless`.
 
 Metrics, all floats, over the sides an episode fills (`filled_sides`: both hands for the human
 categories, else the sides whose wrist is valid in some frame):
@@ -131,39 +135,38 @@ def filled_sides(state_mask: np.ndarray, kind: EmbodimentKind) -> list[Side]:
     return [s for s in SIDES if state_mask[:, part_slice(s, "position").start].any()]
 
 
-def quality_tier(metrics: dict[str, float], cfg: QualityConfig) -> QualityTier:
-    """`high` or `low` by the category's rules on `metrics` (an episode with actions). Sources call it
-    on what they measured; `stage` decides again with the motion and interaction metrics."""
-    return tiers.decide(metrics, True, cfg).tier
+def undecided_tier(has_action: bool) -> QualityTier:
+    """The tier a source gives an episode it builds: `actionless` without actions, else `low` until
+    `stage` decides (a source neither measures nor decides; `stage` replaces this tier)."""
+    return "low" if has_action else "actionless"
 
 
-def assess(
-    state_mask: np.ndarray,
-    action: np.ndarray,
-    action_mask: np.ndarray,
-    sides: Sequence[Side],
-    cfg: QualityConfig,
-) -> tuple[QualityTier, dict[str, float]]:
-    """(tier, metrics) for a source's episode before the stage: the rules on the metrics known here
-    (the motion and interaction ones are added, and the tier decided again, by `stage`)."""
-    metrics = quality_metrics(state_mask, action, action_mask, sides)
-    return quality_tier(metrics, cfg), metrics
+def motion_metrics(ep: CanonicalEpisode, sides: Sequence[Side]) -> dict[str, float]:
+    """`quality_metrics` and `robot_signals` of one episode: the array metrics but the interaction ones."""
+    return {
+        **quality_metrics(ep.state_mask, ep.action, ep.action_mask, sides),
+        **robot_signals(ep.state, ep.state_mask, sides),
+    }
 
 
 def measure(ep: CanonicalEpisode, sides: Sequence[Side], cfg: QualityConfig) -> dict[str, float]:
     """Every array metric of the module docstring for one episode (the source's labels not included)."""
-    metrics = quality_metrics(ep.state_mask, ep.action, ep.action_mask, sides)
-    metrics.update(robot_signals(ep.state, ep.state_mask, sides))
+    metrics = motion_metrics(ep, sides)
     active = interaction.active_steps(ep.state, ep.state_mask, cfg.interaction)
     metrics.update(interaction.idle_spans(active).metrics())
     return metrics
 
 
 def stage(ep: CanonicalEpisode, cfg: SourceConfig) -> CanonicalEpisode:
-    """The quality stage of `ingest run`: measure, cut idle spans (`cut` mode), measure, decide."""
+    """The quality stage of `ingest run`: measure, cut idle spans (`cut` mode), measure, decide. An
+    episode without actions is measured (not `human_actionless` clips) and tiered `actionless`."""
     rules = cfg.quality
     if not ep.meta.has_action:
-        return replace(ep, meta=tiers.decide(ep.meta.quality_metrics, False, rules).apply(ep.meta))
+        metrics = ep.meta.quality_metrics
+        if cfg.embodiment_kind != "human_actionless":  # a clip has no arrays: its source gives its length
+            metrics = {**metrics, **motion_metrics(ep, filled_sides(ep.state_mask, cfg.embodiment_kind))}
+        meta = ep.meta.model_copy(update={"quality_metrics": metrics})
+        return replace(ep, meta=tiers.decide(metrics, False, rules).apply(meta))
     sides = filled_sides(ep.state_mask, cfg.embodiment_kind)
     active = interaction.active_steps(ep.state, ep.state_mask, rules.interaction)
     rows = interaction.cut_rows(interaction.idle_spans(active), ep.length, rules.interaction)
