@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +38,7 @@ from ingest.stages.text import clean_instruction
 from ingest.video import frame_timestamps
 from schemas.canonical import VECTOR_DIM
 from schemas.episode import FPS, CanonicalEpisode, EpisodeMeta, VideoSource
+from schemas.source_config import SourceConfig
 from schemas.sources_human import ClipSourceConfig, MissingVideos, Overlap
 
 TIE_EPS = 1e-9  # seconds: nearer by less than this counts as a tie (goes to the earlier frame)
@@ -151,6 +152,33 @@ def lookup(index: dict[str, ClipSpec], ref: SourceEpisodeRef) -> ClipSpec:
         raise EpisodeError(ref.files.get("root", ""), "source_episode_id",
                            f"{ref.source_episode_id!r} is not in the annotations any more")  # fmt: skip
     return index[ref.source_episode_id]
+
+
+class ClipSource:
+    """The `Source` (ingest/sources/base.py) of an action-free video format: the format's module only
+    parses its annotations, `clip_index(root, cfg_json) -> {clip id: ClipSpec}` (cached per worker)."""
+
+    def __init__(
+        self,
+        name: str,
+        config_type: type[ClipSourceConfig],
+        clip_index: Callable[[str, str], dict[str, ClipSpec]],
+    ) -> None:
+        self.name, self.config_type, self.clip_index = name, config_type, clip_index
+
+    def _config(self, cfg: SourceConfig) -> ClipSourceConfig:
+        if not isinstance(cfg, self.config_type):
+            raise TypeError(f"{self.name} needs a {self.config_type.__name__}, got {type(cfg).__name__}")
+        return cfg
+
+    def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
+        root = Path(root).resolve()
+        return refs_for(self.clip_index(str(root), self._config(cfg).model_dump_json()).values(), root)
+
+    def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
+        cfg = self._config(cfg)
+        spec = lookup(self.clip_index(ref.files["root"], cfg.model_dump_json()), ref)
+        return build_episodes(spec, cfg)
 
 
 # ---------------------------------------------------------------------------------------------- video

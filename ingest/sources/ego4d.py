@@ -23,10 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.errors import EpisodeError
 from ingest.sources import clips
-from ingest.sources.base import SourceEpisodeRef
 from ingest.sources.clips import ClipSpec
-from schemas.episode import CanonicalEpisode
-from schemas.pipelines import SourceConfig
 from schemas.sources_human import Ego4DConfig
 
 
@@ -194,25 +191,4 @@ def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
     return clips.select(specs, cfg.missing_videos)
 
 
-def _config(cfg: SourceConfig) -> Ego4DConfig:
-    if not isinstance(cfg, Ego4DConfig):
-        raise TypeError(f"ego4d needs an Ego4DConfig, got {type(cfg).__name__}")
-    return cfg
-
-
-class Ego4DSource:
-    """The Ego4D `Source` (ingest/sources/base.py): one source episode per annotated clip."""
-
-    name = "ego4d"
-
-    def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
-        root = Path(root).resolve()
-        return clips.refs_for(clip_index(str(root), _config(cfg).model_dump_json()).values(), root)
-
-    def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
-        cfg = _config(cfg)
-        spec = clips.lookup(clip_index(ref.files["root"], cfg.model_dump_json()), ref)
-        return clips.build_episodes(spec, cfg)
-
-
-SOURCE = Ego4DSource()
+SOURCE = clips.ClipSource("ego4d", Ego4DConfig, clip_index)

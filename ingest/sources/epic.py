@@ -25,10 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from ingest.errors import EpisodeError
 from ingest.sources import clips
-from ingest.sources.base import SourceEpisodeRef
 from ingest.sources.clips import ClipSpec
-from schemas.episode import CanonicalEpisode
-from schemas.pipelines import SourceConfig
 from schemas.sources_human import EpicConfig
 
 _HMS = re.compile(r"^(\d+):([0-5]?\d):(\d+(?:\.\d*)?)$")
@@ -166,25 +163,4 @@ def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
     return clips.select(clips.mark_overlaps(specs, cfg.overlap), cfg.missing_videos)
 
 
-def _config(cfg: SourceConfig) -> EpicConfig:
-    if not isinstance(cfg, EpicConfig):
-        raise TypeError(f"epic needs an EpicConfig, got {type(cfg).__name__}")
-    return cfg
-
-
-class EpicSource:
-    """The EPIC-KITCHENS-100 `Source` (ingest/sources/base.py): one source episode per (merged) segment."""
-
-    name = "epic"
-
-    def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
-        root = Path(root).resolve()
-        return clips.refs_for(clip_index(str(root), _config(cfg).model_dump_json()).values(), root)
-
-    def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
-        cfg = _config(cfg)
-        spec = clips.lookup(clip_index(ref.files["root"], cfg.model_dump_json()), ref)
-        return clips.build_episodes(spec, cfg)
-
-
-SOURCE = EpicSource()
+SOURCE = clips.ClipSource("epic", EpicConfig, clip_index)

@@ -26,10 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from ingest.errors import EpisodeError
 from ingest.sources import clips
-from ingest.sources.base import SourceEpisodeRef
 from ingest.sources.clips import ClipSpec
-from schemas.episode import CanonicalEpisode
-from schemas.pipelines import SourceConfig
 from schemas.sources_human import VideosConfig
 
 CSV_COLUMNS = ("video", "start", "end", "caption")
@@ -127,25 +124,4 @@ def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
     return clips.select(clips.mark_overlaps(specs, cfg.overlap), cfg.missing_videos)
 
 
-def _config(cfg: SourceConfig) -> VideosConfig:
-    if not isinstance(cfg, VideosConfig):
-        raise TypeError(f"videos needs a VideosConfig, got {type(cfg).__name__}")
-    return cfg
-
-
-class VideosSource:
-    """The folder-of-videos `Source` (ingest/sources/base.py): one source episode per row or video."""
-
-    name = "videos"
-
-    def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
-        root = Path(root).resolve()
-        return clips.refs_for(clip_index(str(root), _config(cfg).model_dump_json()).values(), root)
-
-    def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
-        cfg = _config(cfg)
-        spec = clips.lookup(clip_index(ref.files["root"], cfg.model_dump_json()), ref)
-        return clips.build_episodes(spec, cfg)
-
-
-SOURCE = VideosSource()
+SOURCE = clips.ClipSource("videos", VideosConfig, clip_index)
