@@ -78,6 +78,19 @@ class CanonicalEpisode:
     def length(self) -> int:
         return int(self.state.shape[0])
 
+    def frames(self, rows: slice) -> CanonicalEpisode:
+        """The same episode restricted to frames `rows`: every per-frame field alike, meta unchanged."""
+        return CanonicalEpisode(
+            meta=self.meta,
+            state=self.state[rows],
+            action=self.action[rows],
+            state_mask=self.state_mask[rows],
+            action_mask=self.action_mask[rows],
+            videos={k: VideoSource(v.path, v.frame_indices[rows], v.images) for k, v in self.videos.items()},
+            extra={k: ExtraColumn(c.values[rows], c.names) for k, c in self.extra.items()},
+            annotations={k: texts[rows] for k, texts in self.annotations.items()},
+        )
+
     def check(self) -> None:
         """Raise ValueError naming the field when the arrays break the contract."""
         t = self.length

@@ -381,19 +381,15 @@ def convert_episode(files: EpisodeFiles, cfg: AgibotConfig) -> Converted:
 
 def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> CanonicalEpisode:
     a = rec.arrays
-    state, action, smask, amask = a.state[rows], a.action[rows], a.state_mask[rows], a.action_mask[rows]
-    has_action = bool(amask.any())
+    has_action = bool(a.action_mask[rows].any())
     meta = EpisodeMeta(
         source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
         quality_tier=quality.undecided_tier(has_action),
         caption=rec.task.caption, caption_source="source", task_original=rec.task.task_name,
     )  # fmt: skip
-    ep = CanonicalEpisode(
-        meta, state, action, smask, amask,
-        videos={k: VideoSource(v.path, v.frame_indices[rows]) for k, v in rec.videos.items()},
-        extra={k: ExtraColumn(c.values[rows], c.names) for k, c in rec.extra.items()},
-        annotations={SUBTASK: rec.subtasks[rows]},
-    )  # fmt: skip
+    whole = CanonicalEpisode(meta, a.state, a.action, a.state_mask, a.action_mask, videos=rec.videos,
+                             extra=rec.extra, annotations={SUBTASK: rec.subtasks})  # fmt: skip
+    ep = whole.frames(rows)
     ep.check()
     return ep
 

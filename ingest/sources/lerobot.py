@@ -323,17 +323,15 @@ def convert_recording(ref: SourceEpisodeRef, cfg: LeRobotInputConfig) -> Convert
 
 def _part(ep_id: str, rec: Converted, rows: slice, cfg: LeRobotInputConfig) -> CanonicalEpisode:
     a = rec.arrays
-    state, action, smask, amask = a.state[rows], a.action[rows], a.state_mask[rows], a.action_mask[rows]
-    has_action = bool(amask.any())
+    has_action = bool(a.action_mask[rows].any())
     meta = EpisodeMeta(
         source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
         quality_tier=quality.undecided_tier(has_action),
         caption=rec.task, caption_source="source", task_original=rec.task,
     )  # fmt: skip
-    videos = {k: VideoSource(v.path, v.frame_indices[rows]) for k, v in rec.videos.items()}
-    extra = {k: ExtraColumn(c.values[rows], c.names) for k, c in rec.extra.items()}
-    notes = {k: texts[rows] for k, texts in rec.annotations.items()}
-    ep = CanonicalEpisode(meta, state, action, smask, amask, videos=videos, extra=extra, annotations=notes)
+    whole = CanonicalEpisode(meta, a.state, a.action, a.state_mask, a.action_mask, videos=rec.videos,
+                             extra=rec.extra, annotations=rec.annotations)  # fmt: skip
+    ep = whole.frames(rows)
     ep.check()
     return ep
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ingest.stages.geometry import IDENTITY_6D
 from schemas.canonical import SIDES, part_slice
-from schemas.episode import FPS, CanonicalEpisode, ExtraColumn, VideoSource
+from schemas.episode import FPS, CanonicalEpisode
 from schemas.tiers import InteractionConfig
 
 
@@ -109,11 +109,9 @@ def trim(ep: CanonicalEpisode, rows: slice) -> CanonicalEpisode:
     """The episode restricted to frames `rows` (every per-frame field alike)."""
     if rows == slice(0, ep.length):
         return ep
-    action, amask = ep.action[rows].copy(), ep.action_mask[rows].copy()
+    part = ep.frames(rows)
     if rows.stop < ep.length:
-        _zero_last_action(action, amask, ep.state[rows], ep.state_mask[rows])
-    videos = {k: VideoSource(v.path, v.frame_indices[rows], v.images) for k, v in ep.videos.items()}
-    extra = {k: ExtraColumn(c.values[rows], c.names) for k, c in ep.extra.items()}
-    annotations = {k: texts[rows] for k, texts in ep.annotations.items()}
-    return replace(ep, state=ep.state[rows], action=action, state_mask=ep.state_mask[rows], action_mask=amask,
-                   videos=videos, extra=extra, annotations=annotations)  # fmt: skip
+        action, amask = part.action.copy(), part.action_mask.copy()
+        _zero_last_action(action, amask, part.state, part.state_mask)
+        part = replace(part, action=action, action_mask=amask)
+    return part
