@@ -26,10 +26,10 @@ from ingest.writer import finalize_meta, publish_episode, stage_episode
 from schemas.captions import CaptionsConfig, VlmConfig
 from schemas.episode import EpisodeMeta
 from schemas.lerobot import data_path, video_path
-from tests.fixtures.configs import SRC_CFG, VCFG
+from tests.fixtures.configs import SRC_CFG, VCFG, make_source
 from tests.fixtures.egodex import decode_frame_index, write_dataset
 from tests.fixtures.qwen3vl import save_tiny_qwen3vl
-from tests.test_writer import make_episode, make_source
+from tests.test_writer import make_episode
 
 EGO = "observation.images.ego"
 IDS = ["test/add_remove_lid/0", "test/basic_pick_place/0", "test/basic_pick_place/1"]  # discovery order

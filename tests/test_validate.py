@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,23 +19,11 @@ from schemas.canonical import VECTOR_DIM
 from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.lerobot import data_path, video_path
 from schemas.pipelines import VideoConfig
-from tests.fixtures.configs import CAM, SRC_CFG, VCFG
+from tests.fixtures.configs import CAM, SRC_CFG, VCFG, make_source
 
 LENGTHS = (6, 5, 4)
 EP1 = data_path(1)
 VID1 = video_path(1, CAM)
-
-
-def make_source(path: Path, n: int) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30, options={"crf": "10"})
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for k in range(n):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * k, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = k, Fraction(1, 30)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
 
 
 def make_episode(length: int, caption: str, src: Path, seed: int) -> CanonicalEpisode:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -32,23 +31,11 @@ from schemas.card import DatasetCard
 from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.lerobot import InfoJson, data_path, video_path
 from schemas.reject import RejectRecord
-from tests.fixtures.configs import CAM, SRC_CFG, VCFG
+from tests.fixtures.configs import CAM, SRC_CFG, VCFG, make_source
 
 REJECTS = [RejectRecord(source_path="bad.hdf5", stage="read", error="boom")]
 VEC = pa.list_(pa.float32(), VECTOR_DIM)
 MASK = pa.list_(pa.bool_(), VECTOR_DIM)
-
-
-def make_source(path: Path, n: int) -> Path:
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=30, options={"crf": "10"})
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for k in range(n):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * k, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = k, Fraction(1, 30)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
 
 
 def make_episode(length: int, caption: str, src: Path | None, seed: int = 0) -> CanonicalEpisode:
