@@ -153,6 +153,17 @@ def frame_timestamps(container: av.container.InputContainer, stream: av.VideoStr
     return np.sort(np.asarray(pts, dtype=np.int64))
 
 
+def declared_frames(path: Path) -> int:
+    """Frames in a video from its header, else by counting packets (nothing decoded). Raises
+    EpisodeError naming the file when it cannot be opened."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return int(stream.frames) or sum(1 for pkt in container.demux(stream) if pkt.size)
+    except (av.FFmpegError, OSError, IndexError) as e:
+        raise EpisodeError(path, "video", f"unreadable video: {e}", stage="read") from e
+
+
 class Decoder:
     """Decodes the needed frames of a source video (frame i = the i-th in presentation order): from the
     start, or, when the first needed frame is far in (a cut episode of a long video), from the keyframe

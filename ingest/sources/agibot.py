@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import av
 import h5py
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
 from ingest.errors import EpisodeError
-from ingest.sources.base import SourceEpisodeRef
+from ingest.sources.base import SourceEpisodeRef, natural_key, parse_field
 from ingest.stages import hands, quality, resample
 from ingest.stages.geometry import ORTHONORMAL_TOL, orthonormality_error, values_to_rotation
 from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
+from ingest.video import declared_frames
 from schemas.canonical import SIDES, Side
 from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.source_config import SourceConfig
@@ -57,7 +57,6 @@ MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
 Parsed = TypeVar("Parsed")
 H5_NAMES = ("proprio_stats.h5", "proprio_states.h5")  # the DigitalWorld sim variant spells it "states"
 SUBTASK = "annotation.subtask"
-_FIELD = re.compile(r"^(?P<key>[^\[\]]+)(\[(?P<a>\d+):(?P<b>\d+)\])?$")
 _SIDE_EFFECTOR = re.compile(r"^(?P<group>.+)/(?P<side>left|right)_effector/(?P<leaf>.+)$")
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -107,18 +106,19 @@ def _numeric(ds: h5py.Dataset, path: Path, key: str) -> np.ndarray:
 
 def read_field(p: Proprio, spec: str) -> np.ndarray:
     """A mapping field (schemas/sources_agibot.py) as finite float64 `[N, D]`. Raises EpisodeError."""
-    m = _FIELD.match(spec)
-    if m is None:
-        raise EpisodeError(p.path, spec, "not `<dataset>` or `<dataset>[a:b]`")
-    values, half = _dataset(p.f, p.path, m["key"])
+    try:
+        key, sl = parse_field(spec)
+    except ValueError as e:
+        raise EpisodeError(p.path, spec, str(e)) from e
+    values, half = _dataset(p.f, p.path, key)
     if values.shape[0] != p.rows:
-        raise EpisodeError(p.path, m["key"], f"{values.shape[0]} rows, timestamp has {p.rows}")
+        raise EpisodeError(p.path, key, f"{values.shape[0]} rows, timestamp has {p.rows}")
     values = values if half is None else values[:, half]
-    if m["a"] is not None:
-        a, b = int(m["a"]), int(m["b"])
-        if not 0 <= a < b <= values.shape[1]:
-            raise EpisodeError(p.path, spec, f"slice [{a}:{b}] outside the {values.shape[1]} values")
-        values = values[:, a:b]
+    if sl is not None:
+        if not 0 <= sl.start < sl.stop <= values.shape[1]:
+            msg = f"slice [{sl.start}:{sl.stop}] outside the {values.shape[1]} values"
+            raise EpisodeError(p.path, spec, msg)
+        values = values[:, sl]
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         raise EpisodeError(p.path, spec, f"non-finite value (NaN/inf) at row {int(np.argmax(bad))}")
@@ -285,16 +285,6 @@ def _files(ref: SourceEpisodeRef) -> EpisodeFiles:
     return EpisodeFiles(Path(ref.files["root"]), task, episode)
 
 
-def video_frames(path: Path) -> int:
-    """Frames in an MP4, from its header (else by counting packets, nothing decoded)."""
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            return int(stream.frames) or sum(1 for pkt in container.demux(stream) if pkt.size)
-    except (av.FFmpegError, OSError, IndexError) as e:
-        raise EpisodeError(path, "video", f"unreadable video: {e}", stage="read") from e
-
-
 def plan_videos(
     files: EpisodeFiles, cfg: AgibotConfig, rows: int, nearest: np.ndarray
 ) -> dict[str, VideoSource]:
@@ -303,7 +293,7 @@ def plan_videos(
         mp4 = files.video(cam)
         if not mp4.is_file():
             raise EpisodeError(mp4, cam, "video missing", stage="read")
-        n = video_frames(mp4)
+        n = declared_frames(mp4)
         if n != rows:
             raise EpisodeError(
                 mp4, cam, f"video has {n} frames, proprio_stats.h5 has {rows} rows", stage="read"
@@ -394,10 +384,6 @@ def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> Canonic
     return ep
 
 
-def _natural_key(text: str) -> list[tuple[int, int | str]]:
-    return [(0, int(x)) if x.isdigit() else (1, x) for x in re.split(r"(\d+)", text) if x]
-
-
 def _episode_dirs(root: Path) -> Iterator[str]:
     for top in ("proprio_stats", "observations"):
         for d in (root / top).glob("*/*"):
@@ -413,7 +399,7 @@ class AgibotSource:
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
         root = Path(root).resolve()
         refs = []
-        for ep_id in sorted(set(_episode_dirs(root)), key=_natural_key):
+        for ep_id in sorted(set(_episode_dirs(root)), key=natural_key):
             files = EpisodeFiles(root, *ep_id.split("/"))
             paths = {"root": str(root), "hdf5": str(files.proprio()), "task_info": str(files.task_info())}
             paths |= {f"video:{c}": str(files.video(c)) for c in getattr(cfg, "cameras", [])}

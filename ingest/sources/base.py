@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,3 +44,20 @@ class Source(Protocol):
         EpisodeError when the whole item is bad; a bad part of an item that holds several source episodes
         comes back as a `PartReject` in its place, and the good parts are still published."""
         ...
+
+
+def natural_key(text: str) -> list[tuple[int, int | str]]:
+    """Sort key in which digit runs compare as numbers (`ep_2` before `ep_10`): every source's order."""
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", text) if p]
+
+
+FIELD = re.compile(r"^(?P<key>[^\[\]]+)(\[(?P<a>\d+):(?P<b>\d+)\])?$")
+
+
+def parse_field(spec: str) -> tuple[str, slice | None]:
+    """A mapping field of `pipelines.yaml`, `"<key>"` or `"<key>[a:b]"` -> (key, slice or None).
+    Raises ValueError for anything else."""
+    m = FIELD.match(spec)
+    if m is None:
+        raise ValueError(f"{spec!r}: not `<key>` or `<key>[a:b]`")
+    return m["key"], None if m["a"] is None else slice(int(m["a"]), int(m["b"]))

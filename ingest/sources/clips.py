@@ -21,7 +21,6 @@ past the video's end, an overlap when the section rejects overlaps, an unknown v
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.errors import EpisodeError
-from ingest.sources.base import SourceEpisodeRef
+from ingest.sources.base import SourceEpisodeRef, natural_key
 from ingest.stages.resample import chunk_ranges, output_count
 from ingest.stages.text import clean_instruction
 from ingest.video import frame_timestamps
@@ -67,10 +66,6 @@ class ClipSpec(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------- discovery
-
-
-def natural_key(text: str) -> list[tuple[int, int | str]]:
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", text) if p]
 
 
 def find_videos(root: Path, extensions: Iterable[str]) -> dict[str, Path]:

@@ -7,7 +7,6 @@ frame, resamples to 10 Hz and builds the canonical vectors in the camera frame (
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import h5py
 import numpy as np
 
 from ingest.errors import EpisodeError
-from ingest.sources.base import SourceEpisodeRef
+from ingest.sources.base import SourceEpisodeRef, natural_key
 from ingest.stages import hands, quality, resample
 from ingest.stages.geometry import invert_pose, orthonormality_error, transform_points
 from schemas.canonical import SIDES, Side
@@ -58,10 +57,6 @@ def select_instruction(attrs: Mapping[str, Any]) -> str | None:
         key = "llm_description" if _decode(attrs.get("which_llm_description")) == "1" else "llm_description2"
         return _text(attrs.get(key))
     return _text(attrs.get("llm_description"))
-
-
-def _natural_key(rel: str) -> list[tuple[int, int | str]]:
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", rel) if p]
 
 
 @dataclass
@@ -205,7 +200,7 @@ class EgoDexSource:
             rel = h5.relative_to(root).with_suffix("").as_posix()
             files = {"hdf5": str(h5), "mp4": str(h5.with_suffix(".mp4"))}
             refs.append(SourceEpisodeRef(source_episode_id=rel, files=files))
-        return sorted(refs, key=lambda r: _natural_key(r.source_episode_id))
+        return sorted(refs, key=lambda r: natural_key(r.source_episode_id))
 
     def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
         if not isinstance(cfg, EgoDexConfig):

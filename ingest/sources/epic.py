@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from ingest.errors import EpisodeError
 from ingest.sources import clips
+from ingest.sources.base import natural_key
 from ingest.sources.clips import ClipSpec
 from schemas.sources_human import EpicConfig
 
@@ -117,7 +118,7 @@ def merge_rows(rows: list[EpicRow], cfg: EpicConfig) -> list[list[EpicRow]]:
     """Greedy merge of short neighbours, per video in start order (reversed segments stay alone)."""
     groups: list[list[EpicRow]] = []
     growing: list[EpicRow] | None = None  # the group that may still take in its next neighbour
-    for row in sorted(rows, key=lambda r: (r.video_id, r.start_timestamp, clips.natural_key(r.narration_id))):
+    for row in sorted(rows, key=lambda r: (r.video_id, r.start_timestamp, natural_key(r.narration_id))):
         good = row.stop_timestamp > row.start_timestamp
         if good and growing and growing[0].video_id == row.video_id and _can_merge(growing, row, cfg):
             growing.append(row)

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,6 +44,7 @@ from ingest.sources.lerobot_meta import (
 from ingest.stages import hands, quality, resample
 from ingest.stages.geometry import values_to_rotation
 from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
+from ingest.video import declared_frames
 from schemas.canonical import SIDES, Side
 from schemas.episode import (
     ANNOTATION_PREFIX,
@@ -158,16 +158,6 @@ def resample_arm(track: ArmTrack, plan: resample.ResamplePlan) -> hands.SideArra
 # ---------------------------------------------------------------------------------------------- videos
 
 
-def video_frame_count(path: Path) -> int | None:
-    """Frames the MP4 declares (its sample table, no decoding); None when it does not say."""
-    try:
-        with av.open(str(path)) as container:
-            n = container.streams.video[0].frames
-    except (av.FFmpegError, OSError, IndexError) as e:
-        raise EpisodeError(path, "video", f"unreadable video: {e}", stage="read") from e
-    return int(n) or None
-
-
 def video_start(window: VideoWindow, key: str, fps: float, rows: int) -> int:
     """The episode's first frame in the MP4; a window or file with fewer frames than `rows` is refused."""
     start = round(window.from_s * fps)
@@ -176,8 +166,8 @@ def video_start(window: VideoWindow, key: str, fps: float, rows: int) -> int:
         raise EpisodeError(
             window.path, key, f"video shorter than the episode: window {span} for {rows} rows", stage="read"
         )
-    n = video_frame_count(window.path)
-    if n is not None and n < start + rows:
+    n = declared_frames(window.path)
+    if n < start + rows:
         raise EpisodeError(
             window.path, key, f"video shorter than the episode: {n} frames, needs {start + rows} "
             f"({rows} rows from frame {start})", stage="read",

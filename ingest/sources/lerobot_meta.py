@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,12 +21,12 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.errors import EpisodeError
+from ingest.sources.base import parse_field
 from schemas.sources_lerobot import LeRobotInputConfig
 
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
 INFO = Path("meta/info.json")
 M = TypeVar("M", bound=BaseModel)
-_SLICE = re.compile(r"^(?P<col>[^\[\]]+)\[(?P<a>\d+):(?P<b>\d+)\]$")
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -221,7 +220,7 @@ class FieldRef:
     label: str | None = None  # modality.json name, for dimension names
 
 
-def parse_field(spec: str, meta: DatasetMeta, path: Path) -> FieldRef:
+def resolve_field(spec: str, meta: DatasetMeta, path: Path) -> FieldRef:
     """Resolve a field (forms in schemas/sources_lerobot.py); a modality entry that is missing is an
     `unknown key` EpisodeError."""
     if spec.startswith("modality:"):
@@ -235,9 +234,11 @@ def parse_field(spec: str, meta: DatasetMeta, path: Path) -> FieldRef:
         default = "observation.state" if group == "state" else "action"
         column = str(entry.get("original_key", default))
         return FieldRef(column, int(entry["start"]), int(entry["end"]), f"{group}.{name}")
-    if m := _SLICE.match(spec):
-        return FieldRef(m["col"], int(m["a"]), int(m["b"]))
-    return FieldRef(spec)
+    try:
+        column, sl = parse_field(spec)
+    except ValueError as e:
+        raise EpisodeError(path, spec, str(e)) from e
+    return FieldRef(column) if sl is None else FieldRef(column, sl.start, sl.stop)
 
 
 def _mapping_fields(cfg: LeRobotInputConfig) -> list[str]:
@@ -251,7 +252,7 @@ def check_mapping(meta: DatasetMeta, cfg: LeRobotInputConfig) -> None:
     """Refuse (EpisodeError, stage discover) a mapping that names a key the dataset does not declare."""
     path = meta.root / INFO
     for spec in _mapping_fields(cfg):
-        ref = parse_field(spec, meta, path)
+        ref = resolve_field(spec, meta, path)
         if ref.column not in meta.features:
             raise EpisodeError(
                 path,
@@ -322,7 +323,7 @@ def column_values(table: pa.Table, column: str, path: Path) -> np.ndarray:
 
 def read_field(spec: str, table: pa.Table, meta: DatasetMeta, path: Path) -> tuple[np.ndarray, list[str]]:
     """Values `[N, D]` and names of one mapping field (forms in schemas/sources_lerobot.py)."""
-    ref = parse_field(spec, meta, path)
+    ref = resolve_field(spec, meta, path)
     values = column_values(table, ref.column, path)
     names = _feature_names(meta, ref.column, values.shape[1])
     if ref.start is None or ref.end is None:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.errors import EpisodeError
-from ingest.sources.base import PartReject, SourceEpisodeRef
+from ingest.sources.base import PartReject, SourceEpisodeRef, parse_field
 from ingest.sources.rlds import FeatureSpec, PayloadError, RecordError, RldsDataset, RldsEpisode, RldsError
 from ingest.stages import hands, quality, resample
 from ingest.stages.geometry import values_to_rotation
@@ -49,18 +49,9 @@ from schemas.sources_oxe import NamedField, OxeConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
 SIDE: Side = "right"  # single-arm robots fill the right side (CONTRACT.md section 4)
-_FIELD = re.compile(r"^(?P<key>[^\[\]]+)(\[(?P<a>\d+):(?P<b>\d+)\])?$")
 
 
 # ------------------------------------------------------------------------------ the mapping vs features
-
-
-def parse_field(spec: str) -> tuple[str, slice | None]:
-    """`"<key>"` or `"<key>[a:b]"` -> (key, slice or None)."""
-    m = _FIELD.match(spec)
-    if m is None:
-        raise ValueError(f"{spec!r}: not `<key>` or `<key>[a:b]`")
-    return m["key"], None if m["a"] is None else slice(int(m["a"]), int(m["b"]))
 
 
 def field_width(spec: str, feature: FeatureSpec) -> int:
