@@ -235,13 +235,14 @@ def read_staged(staging_dir: Path) -> StagedEpisode:
 # Publish (driver)
 
 
+def _text_rows(texts: Sequence[str], tasks: dict[str, int]) -> np.ndarray:
+    """Per-frame texts as int64 rows of the task table `tasks` (new texts appended to it)."""
+    return np.array([tasks.setdefault(x, len(tasks)) for x in texts], dtype=np.int64)
+
+
 def _number_annotations(table: pa.Table, names: list[str], tasks: dict[str, int]) -> dict[str, np.ndarray]:
     """Each annotation text column as int64 rows of the task table (new texts appended to it)."""
-    rows = {}
-    for name in names:
-        texts = table[name].to_pylist()
-        rows[name] = np.array([tasks.setdefault(x, len(tasks)) for x in texts], dtype=np.int64)
-    return rows
+    return {name: _text_rows(table[name].to_pylist(), tasks) for name in names}
 
 
 def _episode_tasks(caption: str, annotations: Sequence[list[str]]) -> list[str]:
@@ -375,8 +376,7 @@ def _renumber_tasks(
     stats = dict(ep.stats)
     task_index = tasks.setdefault(meta.caption, len(tasks))
     columns = {"task_index": np.full(table.num_rows, task_index, dtype=np.int64)}
-    for name, rows in texts.items():
-        columns[name] = np.array([tasks.setdefault(x, len(tasks)) for x in rows], dtype=np.int64)
+    columns.update({name: _text_rows(rows, tasks) for name, rows in texts.items()})
     for name, values in columns.items():
         table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
         stats[name] = array_stats(values)
