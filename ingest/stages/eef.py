@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ingest.stages.geometry import invert_pose, transform_points
 from schemas.canonical import Side
 
 WRIST, INDEX_MCP, MIDDLE_MCP, LITTLE_MCP = 0, 5, 9, 17
@@ -50,3 +51,17 @@ def hand_pose(points: np.ndarray, side: Side) -> np.ndarray:
     T[..., :3, 3] = p[..., WRIST, :]
     T[..., 3, 3] = 1.0
     return T
+
+
+def canonical_hand(points: np.ndarray, side: Side) -> tuple[np.ndarray, np.ndarray]:
+    """(canonical wrist poses `[N, 4, 4]`, keypoints `[N, 21, 3]` in that frame, keypoint 0 exactly 0) from
+    keypoints `[N, 21, 3]` in any frame. A degenerate hand (NaN frame) is a ValueError naming the first."""
+    p = np.asarray(points, dtype=np.float64)
+    T = hand_pose(p, side)
+    bad = ~np.isfinite(T).all(axis=(-2, -1))
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise ValueError(f"degenerate {side} hand keypoints (coincident wrist/MCPs) at frame {first}")
+    kps = transform_points(invert_pose(T), p)
+    kps[:, WRIST] = 0.0
+    return T, kps
