@@ -23,7 +23,7 @@ from ingest.stages.geometry import rotation_from_6d, transform_points
 from schemas.canonical import SIDES, part_slice
 from schemas.pipelines import PipelinesFile
 
-EPISODES = {"basic_pick_and_place/0": (0, 15, 30), "add_remove_lid/0": (10,), "open_close/1": (20,)}
+EPISODES = {"basic_pick_and_place/0": (0, 15, 30), "add_remove_lid/0": (15,), "open_close/1": (40,)}
 
 
 def convert(root: Path, ep_id: str):
