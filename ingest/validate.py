@@ -570,73 +570,53 @@ UNIT_TOLERANCE = 1e-3  # quaternion norms and rotation orthonormality
 
 
 def _check_intrinsics(cam: CameraRecord, info: InfoJson, report: Report) -> None:
-    i, where = cam.episode_index, f"{cam.camera}"
-    want = info.features[cam.camera].info
+    i, want = cam.episode_index, info.features[cam.camera].info
     if want is not None and (cam.width, cam.height) != (want.width, want.height):
         msg = f"{cam.width}x{cam.height} but the video is {want.width}x{want.height}"
-        _add(report, CAMERAS_PATH, f"{where}.width", msg, i)
+        _add(report, CAMERAS_PATH, f"{cam.camera}.width", msg, i)
     if not (cam.fx > 0 and cam.fy > 0):
-        _add(report, CAMERAS_PATH, f"{where}.fx", f"focal lengths {cam.fx}, {cam.fy} not positive", i)
+        _add(report, CAMERAS_PATH, f"{cam.camera}.fx", f"focal lengths {cam.fx}, {cam.fy} not positive", i)
     if not (0 <= cam.cx <= cam.width and 0 <= cam.cy <= cam.height):
-        _add(
-            report, CAMERAS_PATH, f"{where}.cx", f"principal point ({cam.cx}, {cam.cy}) outside the image", i
-        )
+        msg = f"principal point ({cam.cx}, {cam.cy}) outside the image"
+        _add(report, CAMERAS_PATH, f"{cam.camera}.cx", msg, i)
 
 
-def _check_static_pose(cam: CameraRecord, report: Report) -> None:
-    T = np.asarray(cam.pose, dtype=np.float64)
+def _rigid_error(pose: list[list[float]]) -> str:
+    """Why a static pose is not a rigid 4x4 transform; "" when it is."""
+    try:
+        T = np.asarray(pose, dtype=np.float64)
+    except ValueError:
+        return "not a 4x4 matrix"
     if T.shape != (4, 4) or not np.isfinite(T).all():
-        _add(
-            report,
-            CAMERAS_PATH,
-            f"{cam.camera}.pose",
-            f"not a finite 4x4 matrix: {T.shape}",
-            cam.episode_index,
-        )
-        return
+        return f"not a finite 4x4 matrix: shape {T.shape}"
     R = T[:3, :3]
     err = np.abs(R.T @ R - np.eye(3)).max()
     if err > UNIT_TOLERANCE or np.linalg.det(R) < 0 or not np.allclose(T[3], [0, 0, 0, 1]):
-        _add(
-            report,
-            CAMERAS_PATH,
-            f"{cam.camera}.pose",
-            f"not rigid (orthonormality error {err:.3g})",
-            cam.episode_index,
-        )
+        return f"not rigid (orthonormality error {err:.3g})"
+    return ""
 
 
 def _check_pose_column(root: Path, cam: CameraRecord, info: InfoJson, length: int, report: Report) -> None:
-    i, col = cam.episode_index, cam.pose_column
-    feat = info.features.get(col or "")
+    i, col, rel = cam.episode_index, cam.pose_column or "", data_path(cam.episode_index)
+    feat = info.features.get(col)
     if feat is None or feat.shape != [len(POSE_NAMES)] or feat.names != POSE_NAMES:
-        _add(
-            report,
-            CAMERAS_PATH,
-            f"{cam.camera}.pose_column",
-            f"{col} is not a float32[7] {POSE_NAMES} feature",
-            i,
-        )
+        msg = f"{col} is not a float32[7] {POSE_NAMES} feature"
+        _add(report, CAMERAS_PATH, f"{cam.camera}.pose_column", msg, i)
         return
+    if not (root / rel).is_file():
+        return  # reported as a missing Parquet
     try:
-        table = pq.read_table(root / data_path(i), columns=[col])
+        rows = _vector(pq.read_table(root / rel, columns=[col]), col).astype(np.float64)
     except (pa.ArrowException, OSError, KeyError) as e:
-        _add(report, data_path(i), col, f"pose column unreadable: {e}", i)
+        _add(report, rel, col, f"pose column unreadable: {e}", i)
         return
-    rows = _vector(table, col).astype(np.float64)
     if rows.shape != (length, len(POSE_NAMES)):
-        _add(report, data_path(i), col, f"shape {list(rows.shape)}, expected [{length}, 7]", i)
+        _add(report, rel, col, f"shape {list(rows.shape)}, expected [{length}, 7]", i)
         return
     norm = np.linalg.norm(rows[:, 3:7], axis=1)
     bad = ~np.isfinite(rows).all(axis=1) | (np.abs(norm - 1) > UNIT_TOLERANCE)
     if bad.any():
-        _add(
-            report,
-            data_path(i),
-            col,
-            f"non-finite value or non-unit quaternion at row {int(np.argmax(bad))}",
-            i,
-        )
+        _add(report, rel, col, f"non-finite value or non-unit quaternion at row {int(np.argmax(bad))}", i)
 
 
 def _check_cameras(root: Path, info: InfoJson, episodes: list[_Episode], report: Report) -> None:
@@ -656,8 +636,8 @@ def _check_cameras(root: Path, info: InfoJson, episodes: list[_Episode], report:
             _add(report, CAMERAS_PATH, "camera", f"{cam.camera} listed twice", i)
         seen.add((i, cam.camera))
         _check_intrinsics(cam, info, report)
-        if cam.pose is not None:
-            _check_static_pose(cam, report)
+        if cam.pose is not None and (why := _rigid_error(cam.pose)):
+            _add(report, CAMERAS_PATH, f"{cam.camera}.pose", why, i)
         if cam.pose_column is not None:
             _check_pose_column(root, cam, info, lengths[i], report)
 
