@@ -34,8 +34,7 @@ from ingest.stages import hands, mano, quality, resample
 from ingest.stages.camera import pose_rows
 from ingest.stages.geometry import invert_pose, quaternion_to_matrix, transform_points
 from ingest.video import frame_size
-from schemas.camera import POSE_NAMES, pose_column
-from schemas.camera import CameraModel as PublishedCamera
+from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import N_KEYPOINTS, SIDES, Side
 from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.pipelines import Hot3dConfig, SourceConfig
@@ -94,7 +93,9 @@ class Pose7(BaseModel):
     translation_xyz: Vec3
 
 
-class CameraModel(BaseModel):
+class StreamCalibration(BaseModel):
+    """One entry of Quest3 `camera_models.json`."""
+
     model_config = ConfigDict(extra="allow")
     stream_id: str
     T_Device_Camera: Pose7  # noqa: N815 - the file's key
@@ -276,7 +277,9 @@ def read_intrinsics(seq: Path, stream: str) -> Intrinsics:
         return _aria_intrinsics(seq / ONLINE_CALIBRATION, stream)
     try:
         c = next(
-            CameraModel.model_validate(c) for c in json.loads(models.read_text()) if c["stream_id"] == stream
+            StreamCalibration.model_validate(c)
+            for c in json.loads(models.read_text())
+            if c["stream_id"] == stream
         )
         fx, fy, cx, cy, *rest = c.projectionParams
     except (OSError, ValueError, TypeError, KeyError, StopIteration) as e:
@@ -287,11 +290,11 @@ def read_intrinsics(seq: Path, stream: str) -> Intrinsics:
     return Intrinsics(fx, fy, cx, cy, name, rest, (c.imageWidth, c.imageHeight))
 
 
-def camera_model(k: Intrinsics, key: str, mp4: Path) -> PublishedCamera:
+def camera_model(k: Intrinsics, key: str, mp4: Path) -> CameraModel:
     """The published camera: the stream's projection (at its calibration size, else the video's), its
     per-frame pose `world_from_camera` in the column `observation.camera_pose.<name>`."""
     width, height = k.size if all(k.size) else frame_size(mp4)
-    return PublishedCamera(
+    return CameraModel(
         camera=key, width=width, height=height, fx=k.fx, fy=k.fy, cx=k.cx, cy=k.cy,
         distortion_model=k.model, distortion=k.coefficients, pose_frame="world", pose_column=pose_column(key),
         provenance=f"HOT3D calibration of stream {mp4.stem} and T_world_device @ T_device_camera",
@@ -304,7 +307,7 @@ def read_device_from_camera(seq: Path, stream: str) -> np.ndarray:
     if not models.is_file():
         return _aria_calibration(seq / ONLINE_CALIBRATION, stream)
     try:
-        entries = [CameraModel.model_validate(c) for c in json.loads(models.read_text())]
+        entries = [StreamCalibration.model_validate(c) for c in json.loads(models.read_text())]
     except (OSError, ValueError, TypeError) as e:
         raise EpisodeError(models, "T_Device_Camera", f"invalid camera models: {e}") from e
     for c in entries:
@@ -452,7 +455,7 @@ def caption(seq: Path) -> str:
 
 
 def _episode(
-    ep_id: str, data: Resampled, rows: slice, mp4: Path, cfg: Hot3dConfig, text: str, cam: PublishedCamera
+    ep_id: str, data: Resampled, rows: slice, mp4: Path, cfg: Hot3dConfig, text: str, cam: CameraModel
 ) -> CanonicalEpisode:
     sides = {
         s: hands.build_side(data.camera[rows], data.wrist[s][rows], data.keypoints[s][rows],
