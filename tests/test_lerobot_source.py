@@ -280,6 +280,25 @@ def test_annotation_row_outside_task_table_rejected(tmp_path: Path) -> None:
     assert err.value.field == col
 
 
+def test_camera_model_fixed_in_the_section(tmp_path: Path) -> None:
+    """The hook for a camera whose intrinsics come from the robot model (GR1 head): fixed in the section."""
+    write_dataset(tmp_path / "ds", frames=31)
+    spec = {"intrinsics": [50.0, 51.0, 31.5, 23.5, 64, 48], "provenance": "robot model"}
+    (ep,) = convert_all(tmp_path / "ds", config(camera_models={"observation.images.front": spec}))
+    (cam,) = ep.cameras
+    assert (cam.camera, cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy) == (
+        "observation.images.front", 64, 48, 50.0, 51.0, 31.5, 23.5)  # fmt: skip
+    assert cam.provenance == "robot model" and cam.pose_column is None
+
+
+def test_camera_data_entry_missing_is_named(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "ds", frames=31)
+    cfg = config(camera_models={"observation.images.front": {"camera_data": "obs_camera"}})
+    with pytest.raises(EpisodeError, match="expected \\[fx, fy, cx, cy, width, height\\], got None") as err:
+        convert_all(tmp_path / "ds", cfg)
+    assert err.value.field == "task_data.camera_data.obs_camera.camera_params"
+
+
 def test_video_shorter_than_rows_rejected(tmp_path: Path) -> None:
     cam = "observation.images.front"
     write_dataset(tmp_path / "ds", frames=61, video_frames={(0, cam): 58})
