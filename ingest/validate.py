@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
 
 from ingest import video
+from schemas.camera import CAMERAS_PATH, POSE_NAMES, CameraRecord
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
 from schemas.episode import ANNOTATION_PREFIX, FPS, MAX_EPISODE_SECONDS
@@ -563,6 +564,85 @@ def _check_gr00t_files(root: Path, info: InfoJson, report: Report) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Camera models (meta/cameras.jsonl)
+
+UNIT_TOLERANCE = 1e-3  # quaternion norms and rotation orthonormality
+
+
+def _check_intrinsics(cam: CameraRecord, info: InfoJson, report: Report) -> None:
+    i, want = cam.episode_index, info.features[cam.camera].info
+    if want is not None and (cam.width, cam.height) != (want.width, want.height):
+        msg = f"{cam.width}x{cam.height} but the video is {want.width}x{want.height}"
+        _add(report, CAMERAS_PATH, f"{cam.camera}.width", msg, i)
+    if not (cam.fx > 0 and cam.fy > 0):
+        _add(report, CAMERAS_PATH, f"{cam.camera}.fx", f"focal lengths {cam.fx}, {cam.fy} not positive", i)
+    if not (0 <= cam.cx <= cam.width and 0 <= cam.cy <= cam.height):
+        msg = f"principal point ({cam.cx}, {cam.cy}) outside the image"
+        _add(report, CAMERAS_PATH, f"{cam.camera}.cx", msg, i)
+
+
+def _rigid_error(pose: list[list[float]]) -> str:
+    """Why a static pose is not a rigid 4x4 transform; "" when it is."""
+    try:
+        T = np.asarray(pose, dtype=np.float64)
+    except ValueError:
+        return "not a 4x4 matrix"
+    if T.shape != (4, 4) or not np.isfinite(T).all():
+        return f"not a finite 4x4 matrix: shape {T.shape}"
+    R = T[:3, :3]
+    err = np.abs(R.T @ R - np.eye(3)).max()
+    if err > UNIT_TOLERANCE or np.linalg.det(R) < 0 or not np.allclose(T[3], [0, 0, 0, 1]):
+        return f"not rigid (orthonormality error {err:.3g})"
+    return ""
+
+
+def _check_pose_column(root: Path, cam: CameraRecord, info: InfoJson, length: int, report: Report) -> None:
+    i, col, rel = cam.episode_index, cam.pose_column or "", data_path(cam.episode_index)
+    feat = info.features.get(col)
+    if feat is None or feat.shape != [len(POSE_NAMES)] or feat.names != POSE_NAMES:
+        msg = f"{col} is not a float32[7] {POSE_NAMES} feature"
+        _add(report, CAMERAS_PATH, f"{cam.camera}.pose_column", msg, i)
+        return
+    if not (root / rel).is_file():
+        return  # reported as a missing Parquet
+    try:
+        rows = _vector(pq.read_table(root / rel, columns=[col]), col).astype(np.float64)
+    except (pa.ArrowException, OSError, KeyError) as e:
+        _add(report, rel, col, f"pose column unreadable: {e}", i)
+        return
+    if rows.shape != (length, len(POSE_NAMES)):
+        _add(report, rel, col, f"shape {list(rows.shape)}, expected [{length}, 7]", i)
+        return
+    norm = np.linalg.norm(rows[:, 3:7], axis=1)
+    bad = ~np.isfinite(rows).all(axis=1) | (np.abs(norm - 1) > UNIT_TOLERANCE)
+    if bad.any():
+        _add(report, rel, col, f"non-finite value or non-unit quaternion at row {int(np.argmax(bad))}", i)
+
+
+def _check_cameras(root: Path, info: InfoJson, episodes: list[_Episode], report: Report) -> None:
+    """When `meta/cameras.jsonl` exists: every line is a published episode's camera with intrinsics at
+    the video's size inside the image, and a rigid static pose or a per-frame pose column of unit
+    quaternions with the episode's length."""
+    if not (root / CAMERAS_PATH).is_file():
+        return
+    lengths = {ep.episode_index: ep.length for ep in episodes}
+    seen: set[tuple[int, str]] = set()
+    for cam in _load_jsonl(root, CAMERAS_PATH, CameraRecord, report) or []:
+        i = cam.episode_index
+        if i not in lengths or cam.camera not in info.video_keys():
+            _add(report, CAMERAS_PATH, "camera", f"{cam.camera} of episode {i} is not a published video", i)
+            continue
+        if (i, cam.camera) in seen:
+            _add(report, CAMERAS_PATH, "camera", f"{cam.camera} listed twice", i)
+        seen.add((i, cam.camera))
+        _check_intrinsics(cam, info, report)
+        if cam.pose is not None and (why := _rigid_error(cam.pose)):
+            _add(report, CAMERAS_PATH, f"{cam.camera}.pose", why, i)
+        if cam.pose_column is not None:
+            _check_pose_column(root, cam, info, lengths[i], report)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Cached latents (CONTRACT.md section 7)
 
 
@@ -654,5 +734,6 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
     _check_index_contiguity(episodes, results, report)
     _check_stray_data(root, episodes, report)
     _check_gr00t_files(root, info, report)
+    _check_cameras(root, info, episodes, report)
     _check_latents(root, info, episodes, report)
     return report

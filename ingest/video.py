@@ -30,6 +30,8 @@ class VideoResult(BaseModel):
     n_frames: int
     info: VideoInfo
     stats: FeatureStats
+    source_width: int  # the source frames' size, before `output_size` scaled them
+    source_height: int
 
 
 class VideoProbe(BaseModel):
@@ -102,6 +104,14 @@ class _ImageStats:
 # Transcode
 
 
+def output_size(width: int, height: int, cfg: VideoConfig) -> tuple[int, int]:
+    """The published size of a `width` x `height` source: scaled by one factor (never up) to fit inside
+    the section's `cfg.width` x `cfg.height` box, each side rounded to an even number (yuv420p), at
+    least 2. The source's aspect ratio is kept to within that rounding (at most 1 pixel per side)."""
+    s = min(1.0, cfg.width / width, cfg.height / height)
+    return max(2, 2 * round(width * s / 2)), max(2, 2 * round(height * s / 2))
+
+
 def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> av.VideoStream:
     if cfg.codec == "av1":
         preset = cfg.preset if cfg.preset.isdigit() else SVTAV1_DEFAULT_PRESET
@@ -112,6 +122,7 @@ def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> 
     if cfg.threads:
         options["threads"] = str(cfg.threads)
     stream = container.add_stream(ENCODERS[cfg.codec], rate=FPS, options=options)
+    # the box until the first source frame says the size (`output_size`); the codec opens at its encode
     stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, PIX_FMT
     stream.time_base = Fraction(1, FPS)
     return stream
@@ -160,6 +171,17 @@ def declared_frames(path: Path) -> int:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             return int(stream.frames) or sum(1 for pkt in container.demux(stream) if pkt.size)
+    except (av.FFmpegError, OSError, IndexError) as e:
+        raise EpisodeError(path, "video", f"unreadable video: {e}", stage="read") from e
+
+
+def frame_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a video's frames from its header (nothing decoded). Raises EpisodeError naming
+    the file when it cannot be opened."""
+    try:
+        with av.open(str(path)) as container:
+            ctx = container.streams.video[0].codec_context
+            return int(ctx.width), int(ctx.height)
     except (av.FFmpegError, OSError, IndexError) as e:
         raise EpisodeError(path, "video", f"unreadable video: {e}", stage="read") from e
 
@@ -224,14 +246,22 @@ class Decoder:
 
 
 def _encode_frames(
-    decoder: Decoder, frame_indices: np.ndarray, stream: av.VideoStream, out: av.container.OutputContainer
-) -> tuple[int, _ImageStats]:
-    """Scale each needed source frame once, encode it once per output slot; returns frames encoded."""
-    width, height = stream.width, stream.height
-    stats_w, stats_h = _stats_size(width, height)
+    decoder: Decoder,
+    frame_indices: np.ndarray,
+    stream: av.VideoStream,
+    out: av.container.OutputContainer,
+    cfg: VideoConfig,
+) -> tuple[int, _ImageStats, tuple[int, int]]:
+    """Scale each needed source frame once, encode it once per output slot; returns frames encoded,
+    their stats and the source size (of the first frame; a later frame of another size is scaled to
+    the same output size)."""
     sampled = set(stats_sample_indices(len(frame_indices)).tolist())
-    stats, k = _ImageStats(), 0
+    stats, k, source = _ImageStats(), 0, (0, 0)
     for i, frame in decoder.needed(frame_indices):
+        if k == 0:
+            source = (frame.width, frame.height)
+            stream.width, stream.height = width, height = output_size(frame.width, frame.height, cfg)
+            stats_w, stats_h = _stats_size(width, height)
         scaled = frame.reformat(width, height, format=PIX_FMT, interpolation="AREA")
         scaled.pict_type = av.video.frame.PictureType.NONE
         while k < len(frame_indices) and frame_indices[k] == i:
@@ -243,7 +273,7 @@ def _encode_frames(
             out.mux(stream.encode(scaled))
             k += 1
     out.mux(stream.encode(None))
-    return k, stats
+    return k, stats, source
 
 
 def _check_indices(src: Path, frame_indices: np.ndarray) -> None:
@@ -273,7 +303,7 @@ def transcode(
     try:
         with av.open(str(tmp), "w", format="mp4") as out:
             stream = _open_encoder(out, cfg)
-            n, stats = _encode_frames(decoder, frame_indices, stream, out)
+            n, stats, source = _encode_frames(decoder, frame_indices, stream, out, cfg)
         if n != len(frame_indices):
             needed = int(frame_indices[-1]) + 1
             what = f"source has {decoder.n_decoded} frames{decoder.error}, needed {needed}"
@@ -287,8 +317,11 @@ def transcode(
     except (av.FFmpegError, OSError, ValueError, IndexError) as e:
         _remove(tmp, dst)
         raise EpisodeError(src, "video", f"cannot transcode: {e}", stage="video") from e
-    info = VideoInfo(fps=FPS, height=cfg.height, width=cfg.width, codec=cfg.codec, pix_fmt=PIX_FMT)
-    return VideoResult(n_frames=n, info=info, stats=stats.result())
+    width, height = output_size(*source, cfg)
+    info = VideoInfo(fps=FPS, height=height, width=width, codec=cfg.codec, pix_fmt=PIX_FMT)
+    return VideoResult(
+        n_frames=n, info=info, stats=stats.result(), source_width=source[0], source_height=source[1]
+    )
 
 
 def _remove(*paths: Path) -> None:

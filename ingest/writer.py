@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ingest import video
 from ingest.errors import EpisodeError
+from schemas.camera import ASPECT_TOLERANCE, CAMERAS_PATH, CameraModel, CameraRecord
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
 from schemas.episode import ANNOTATION_PREFIX, FPS, CanonicalEpisode, EpisodeMeta
@@ -86,6 +87,7 @@ class StagedEpisode(BaseModel):
     valid_action_dims: list[bool]
     extra: dict[str, list[str]] = {}  # extra float32 column -> its dimension names
     annotations: list[str] = []  # `annotation.*` text columns, numbered into tasks.jsonl at publish
+    cameras: list[CameraModel] = []  # at the published video's size
 
 
 class PublishedEpisode(BaseModel):
@@ -100,6 +102,7 @@ class PublishedEpisode(BaseModel):
     extra: dict[str, list[str]] = {}
     annotations: list[str] = []  # int64 columns holding tasks.jsonl rows
     task_rows: dict[int, str] = {}  # the tasks.jsonl rows this file's annotation columns use
+    cameras: list[CameraModel] = []  # -> meta/cameras.jsonl
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -173,16 +176,32 @@ def _frame_stats(ep: CanonicalEpisode, table: pa.Table) -> dict[str, FeatureStat
     return stats
 
 
+def published_camera(cam: CameraModel, result: video.VideoResult, src: Path) -> CameraModel:
+    """The camera model at the published video's size. Raises EpisodeError when the source video's
+    aspect ratio is not that of the size the intrinsics are given at."""
+    aspect = (cam.width / cam.height) / (result.source_width / result.source_height)
+    if abs(aspect - 1) > ASPECT_TOLERANCE:
+        msg = (
+            f"intrinsics of {cam.width}x{cam.height} for a {result.source_width}x{result.source_height} video"
+        )
+        raise EpisodeError(src, "cameras", msg, stage="video")
+    return cam.scaled(result.info.width, result.info.height)
+
+
 def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedEpisode:
     folder.mkdir(parents=True)
     table = _frames_table(ep)
     pq.write_table(table, folder / FRAMES_FILE)
     stats = _frame_stats(ep, table)
     infos: dict[str, VideoInfo] = {}
+    models = {cam.camera: cam for cam in ep.cameras}
+    cameras = []
     for key, src in ep.videos.items():
         dst = folder / "videos" / f"{key}.mp4"
         result = video.transcode(src.path, src.frame_indices, dst, cfg, images=src.images)
         stats[key], infos[key] = result.stats, result.info
+        if key in models:
+            cameras.append(published_camera(models[key], result, src.path))
     staged = StagedEpisode(
         meta=ep.meta,
         length=ep.length,
@@ -192,6 +211,7 @@ def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedE
         valid_action_dims=ep.action_mask.any(axis=0).tolist(),
         extra={name: col.names for name, col in ep.extra.items()},
         annotations=list(ep.annotations),
+        cameras=cameras,
     )
     (folder / STAGED_FILE).write_text(staged.model_dump_json(by_alias=True))
     return staged
@@ -335,6 +355,7 @@ def publish_episode(
         extra=staged.extra,
         annotations=staged.annotations,
         task_rows={tasks[t]: t for t in episode_tasks} if staged.annotations else {},
+        cameras=staged.cameras,
     )
     _unpublish(root, episode_index, keep=set(staged.videos))
     for key in staged.videos:
@@ -568,6 +589,15 @@ def info_json_text(info: InfoJson) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+def camera_records(published: Sequence[PublishedEpisode]) -> list[CameraRecord]:
+    """`meta/cameras.jsonl`: one line per published episode and camera model, by episode."""
+    return [
+        CameraRecord(episode_index=ep.record.episode_index, **cam.model_dump())
+        for ep in published
+        for cam in ep.cameras
+    ]
+
+
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -599,6 +629,7 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
     card = build_card(published, source_name, cfg, len(rejects))
     _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
     _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    _write_atomic(root / CAMERAS_PATH, _jsonl(camera_records(published)))
     annotations = [k for k in info.features if k.startswith(ANNOTATION_PREFIX)]
     modality = modality_json(info.video_keys(), annotations)
     _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")

@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.camera import POSE_NAMES, CameraModel
 from schemas.canonical import VECTOR_DIM
 
 FPS = 10
@@ -73,6 +74,9 @@ class CanonicalEpisode:
     # `annotation.<name>` -> per-frame text (e.g. a sub-skill); written as int64 rows of tasks.jsonl,
     # the way GR00T's `annotation.human.*` columns are
     annotations: dict[str, list[str]] = field(default_factory=dict)
+    # the camera model of some `videos` (intrinsics at the source's size; the writer scales them to the
+    # published size); a per-frame pose is the `extra` column its `pose_column` names
+    cameras: list[CameraModel] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -89,6 +93,7 @@ class CanonicalEpisode:
             videos={k: VideoSource(v.path, v.frame_indices[rows], v.images) for k, v in self.videos.items()},
             extra={k: ExtraColumn(c.values[rows], c.names) for k, c in self.extra.items()},
             annotations={k: texts[rows] for k, texts in self.annotations.items()},
+            cameras=list(self.cameras),
         )
 
     def check(self) -> None:
@@ -115,6 +120,10 @@ class CanonicalEpisode:
             _check_extra(key, col, t)
         for key, texts in self.annotations.items():
             _check_annotation(key, texts, t)
+        for cam in self.cameras:
+            _check_camera(cam, self.videos, self.extra)
+        if len({cam.camera for cam in self.cameras}) != len(self.cameras):
+            raise ValueError("cameras: two camera models for one video")
 
 
 def _check_extra(key: str, col: ExtraColumn, t: int) -> None:
@@ -131,3 +140,14 @@ def _check_annotation(key: str, texts: list[str], t: int) -> None:
         raise ValueError(f"{key}: annotation columns are named {ANNOTATION_PREFIX}<name>")
     if len(texts) != t or not all(isinstance(x, str) for x in texts):
         raise ValueError(f"{key}: expected {t} strings, got {len(texts)}")
+
+
+def _check_camera(cam: CameraModel, videos: dict[str, VideoSource], extra: dict[str, ExtraColumn]) -> None:
+    if cam.camera not in videos:
+        raise ValueError(f"cameras: {cam.camera} is not one of the episode's videos {sorted(videos)}")
+    if cam.pose_column is not None and (
+        cam.pose_column not in extra or extra[cam.pose_column].names != POSE_NAMES
+    ):
+        raise ValueError(
+            f"cameras: {cam.camera}'s pose column {cam.pose_column} is not an extra column {POSE_NAMES}"
+        )

@@ -11,7 +11,10 @@ from schemas.tiers import DEFAULT_TIERS, QualityConfig, TiersConfig
 
 
 class VideoConfig(BaseModel):
-    """Output video: size, codec and encoder settings. H.264 decodes everywhere (NVDEC too)."""
+    """Output video: size box, codec and encoder settings. H.264 decodes everywhere (NVDEC too).
+
+    `width` x `height` bounds the published size: a source is scaled by one factor, never up, to fit
+    inside, keeping its aspect ratio (ingest/video.py:output_size)."""
 
     model_config = ConfigDict(extra="forbid")
     width: int = Field(640, gt=0, multiple_of=2)

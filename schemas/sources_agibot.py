@@ -150,3 +150,32 @@ class ExtrinsicEntry(BaseModel):
 
 
 ExtrinsicsFile = TypeAdapter(list[ExtrinsicEntry])
+
+
+class Intrinsic(BaseModel):
+    """Pinhole intrinsics of a `<cam>_intrinsic_params.json` at the camera's video size (the file gives
+    no size); distortion keys may be missing (source-formats.md 3.4, 3.5)."""
+
+    model_config = ConfigDict(extra="ignore")
+    fx: float = Field(gt=0)
+    fy: float = Field(gt=0)
+    ppx: float
+    ppy: float
+    distortion_model: str | None = None
+    k1: float = 0.0
+    k2: float = 0.0
+    p1: float = 0.0
+    p2: float = 0.0
+    k3: float = 0.0
+
+    def coefficients(self) -> list[float]:
+        """OpenCV order (k1, k2, p1, p2, k3)."""
+        return [self.k1, self.k2, self.p1, self.p2, self.k3]
+
+
+class WrappedIntrinsic(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    intrinsic: Intrinsic
+
+
+IntrinsicsFile = TypeAdapter(WrappedIntrinsic | Intrinsic)  # AgiBot World wraps it, A2D is flat

@@ -60,6 +60,23 @@ class ArmMapping(BaseModel):
         return self
 
 
+class CameraSpec(BaseModel):
+    """Where a camera's intrinsics come from (schemas/camera.py): each episodes.jsonl line's
+    `task_data.camera_data.<camera_data>.camera_params` = [fx, fy, cx, cy, width, height] (the LDA-1B
+    sim), or `intrinsics` fixed in the section (same layout; e.g. a head camera from the robot model)."""
+
+    model_config = ConfigDict(extra="forbid")
+    camera_data: str | None = None
+    intrinsics: list[float] | None = Field(None, min_length=6, max_length=6)
+    provenance: str = ""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CameraSpec:
+        if (self.camera_data is None) == (self.intrinsics is None):
+            raise ValueError("a camera model comes from camera_data or intrinsics, exactly one")
+        return self
+
+
 class LeRobotInputConfig(SourceConfig):
     """A LeRobot v2.0 / v2.1 / v3.0 dataset folder, or a folder of them (GR00T `modality.json` slices
     understood)."""
@@ -79,6 +96,9 @@ class LeRobotInputConfig(SourceConfig):
     )
     invalid_tasks: list[str] = Field(
         default_factory=lambda: ["valid"], description="task texts that are not instructions (GR00T)"
+    )
+    camera_models: dict[str, CameraSpec] = Field(
+        default_factory=dict, description="source video key -> where its intrinsics are (meta/cameras.jsonl)"
     )
     annotations: list[AnnotationKey] | None = Field(
         None,

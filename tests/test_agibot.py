@@ -16,6 +16,7 @@ import yaml
 from ingest.errors import EpisodeError
 from ingest.sources.agibot import SOURCE, camera_poses, open_proprio, read_field, segment_ranges
 from ingest.stages import quality
+from ingest.stages.camera import poses_from_rows
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import PipelinesFile, VideoConfig
@@ -80,6 +81,29 @@ def test_camera_frame_state_and_action_match_the_closed_form(tmp_path: Path) -> 
     # the head moves, so decoupling matters: the naive difference of camera-frame states is different
     naive = np.diff(ep.state[:, part_slice("left", "position")], axis=0)
     assert np.abs(naive - ep.action[:-1, part_slice("left", "position")]).max() > 1e-3
+
+
+def test_camera_models_from_the_parameters(tmp_path: Path) -> None:
+    """Intrinsics at each video's size (the files give none), the head's per-frame pose from its
+    extrinsics (the fixture's closed-form camera at the 10 Hz times), the hand's without a pose."""
+    w = fx.write_episode(tmp_path, "327", "8", 61, motion=fx.Motion(0.3))
+    fx.write_task_info(tmp_path, [w])
+    ep = _convert(tmp_path, _cfg(reference_frame="base"))
+    head, hand = ep.cameras
+    assert (head.camera, head.width, head.height) == ("observation.images.head", 32, 24)
+    k = fx.intrinsic((32, 24))
+    assert (head.fx, head.fy, head.cx, head.cy) == (k["fx"], k["fy"], k["ppx"], k["ppy"])
+    assert head.distortion is None and head.pose_frame == "base"
+    T = poses_from_rows(ep.extra[head.pose_column].values)
+    want = w.motion.camera(fx.out_times(w.times_s))
+    np.testing.assert_allclose(T, want, atol=2e-6)
+    assert (hand.camera, hand.fx, hand.cx, hand.pose_column) == (
+        "observation.images.hand_left",
+        10.5,
+        15.5,
+        None,
+    )
+    assert (hand.distortion_model, hand.distortion) == ("pinhole", [0.1, -0.02, 0.001, 0.0, 0.0])
 
 
 def test_jittered_rows_base_frame_with_an_eef_offset(tmp_path: Path) -> None:

@@ -6,14 +6,21 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from ingest.errors import EpisodeError
 from ingest.sources import egodex
 from ingest.sources.base import SourceEpisodeRef
 from ingest.stages import quality, tiers
+from ingest.stages.camera import intrinsic_matrix, poses_from_rows, project
 from ingest.stages.quality import quality_metrics
+from ingest.validate import validate_dataset
+from ingest.video import probe
+from ingest.writer import finalize_meta, publish_episode, stage_episode
+from schemas.camera import CAMERAS_PATH, CameraRecord
 from schemas.episode import CanonicalEpisode
+from schemas.lerobot import data_path, video_path
 from schemas.pipelines import EgoDexConfig, PipelinesFile, QualityConfig
 from schemas.tiers import DEFAULT_TIERS, TierRule
 from tests.fixtures.egodex import BAD_FRAME, ExpectedEpisode, Motion, decode_frame_index, write_episode
@@ -430,3 +437,43 @@ def test_fixture_video_encodes_frame_index(tmp_path: Path) -> None:
         assert (stream.width, stream.height, stream.average_rate) == (96, 64, 30)
         got = [decode_frame_index(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
     assert got == list(range(40))
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_FILES, reason="needs ../shared/realdata/egodex")
+def test_real_camera_model_projects_the_published_wrist(cfg: EgoDexConfig, tmp_path: Path) -> None:
+    """Published with the writer (2 s of the first real sample): the stored intrinsics at the published
+    640x360 project the published wrist state (camera frame at t) where the raw HDF5 wrist, projected
+    with the raw intrinsics at 1920x1080, lands once scaled; the pose column is the HDF5 camera."""
+    path = REAL_FILES[0]
+    ref = SourceEpisodeRef(
+        source_episode_id="real", files={"hdf5": str(path), "mp4": str(path.with_suffix(".mp4"))}
+    )
+    ep = egodex.SOURCE.convert(ref, cfg)[0].frames(slice(0, 20))
+    root = tmp_path / "ds"
+    stage_episode(ep, tmp_path / "s0", cfg.video)
+    publish_episode(tmp_path / "s0", root, 0, 0, {})
+    finalize_meta(root, "egodex", cfg, [])
+    assert validate_dataset(root) == []
+    (line,) = (root / CAMERAS_PATH).read_text().splitlines()
+    cam = CameraRecord.model_validate_json(line)
+    p = probe(root / video_path(0, cfg.camera_key))
+    assert (cam.width, cam.height) == (p.width, p.height) == (640, 360)
+    table = pq.read_table(root / data_path(0))
+    state = np.stack(table["observation.state"].to_numpy(zero_copy_only=False)).astype(np.float64)
+    pose = np.stack(table[cam.pose_column].to_numpy(zero_copy_only=False))
+    with h5py.File(path) as f:
+        K = f["camera/intrinsic"][()].astype(np.float64)
+        world_cam = f["transforms/camera"][()].astype(np.float64)[0:60:3]
+        wrists = {s: f[f"transforms/{s}Hand"][()].astype(np.float64)[0:60:3] for s in ("left", "right")}
+    np.testing.assert_allclose(poses_from_rows(pose), world_cam, atol=2e-5)
+    published_K = intrinsic_matrix(cam.fx, cam.fy, cam.cx, cam.cy)
+    scale = np.array([640 / 1920, 360 / 1080])
+    for off, side in ((0, "left"), (73, "right")):
+        raw = (np.linalg.inv(world_cam) @ wrists[side])[:, :3, 3]
+        u = K[0, 0] * raw[:, 0] / raw[:, 2] + K[0, 2]
+        v = K[1, 1] * raw[:, 1] / raw[:, 2] + K[1, 2]
+        want = (np.stack([u, v], axis=1) + 0.5) * scale - 0.5  # pixel centres onto pixel centres
+        got = project(published_K, state[:, off : off + 3])
+        np.testing.assert_allclose(got, want, atol=0.02)
+        assert np.isfinite(got).all()  # every wrist is in front of the camera

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from ingest.errors import EpisodeError
 from ingest.sources import hot3d
 from ingest.stages import mano, quality
+from ingest.stages.camera import poses_from_rows
 from schemas.canonical import SIDES
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import Hot3dConfig
@@ -201,6 +202,18 @@ def test_episode_matches_closed_form(tmp_path: Path, cfg: Hot3dConfig, model: tu
         np.testing.assert_allclose(ep.action[:-1, off + 3 : off + 9], six_d(delta), atol=1e-5)
         assert np.array_equal(ep.action[-1, off : off + 9], [0, 0, 0, 1, 0, 0, 0, 1, 0])
     assert ep.state[0, 0] < ep.state[0, 73]  # left hand left of the right one
+    # the camera model: the stream's projection as written, its pose the closed-form world_from_camera
+    (cam,) = ep.cameras
+    params = fh.PROJECTION[headset]
+    if headset == "Quest3":
+        assert (cam.width, cam.height) == (64, 48)  # camera_models.json imageWidth / imageHeight
+        assert [cam.fx, cam.fy, cam.cx, cam.cy] == params["projectionParams"][:4]
+    else:
+        assert (cam.width, cam.height) == (64, 48)  # no size in the calibration: the video's
+        f, cx, cy = params["Projection"]["Params"][:3]
+        assert [cam.fx, cam.fy, cam.cx, cam.cy] == [f, f, cx, cy]
+    assert (cam.distortion_model, cam.distortion, cam.pose_frame) == ("fisheye624", fh.FISHEYE, "world")
+    np.testing.assert_allclose(poses_from_rows(ep.extra[cam.pose_column].values), ex.camera, atol=2e-6)
 
 
 def test_head_motion_is_not_in_the_action(tmp_path: Path, cfg: Hot3dConfig, model: tuple) -> None:
@@ -294,6 +307,21 @@ def test_job_writes_a_valid_dataset_and_names_rejects(tmp_path: Path, model: tup
 
 
 # ------------------------------------------------------------------------------------------- real data
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_SEQS, reason="needs ../shared/realdata/hot3d")
+def test_real_intrinsics_of_the_kept_streams() -> None:
+    """Quest3 `camera_models.json` FISHEYE624 [fx, fy, cx, cy, 12 coefficients] at 1280x1024; Aria's RGB
+    FisheyeRadTanThinPrism [f, cx, cy, 12 coefficients] with no size (the exported video gives it)."""
+    quest = hot3d.read_intrinsics(REAL / "Quest3/P0002_273c2819", "1201-1")
+    assert (quest.fx, quest.fy, quest.size) == (504.5934753417969, 504.5934753417969, (1280, 1024))
+    assert quest.model == "fisheye624"
+    assert (quest.cx, quest.cy, len(quest.coefficients)) == (638.3945922851562, 509.4228515625, 12)
+    aria = hot3d.read_intrinsics(REAL / "Aria/P0003_c701bd11", "214-1")
+    assert (aria.fx, aria.fy, aria.cx, aria.cy) == (609.3602294921875, 609.3602294921875, 706.2735595703125,
+                                                    704.17626953125)  # fmt: skip
+    assert (aria.model, aria.size, len(aria.coefficients)) == ("fisheye624", (0, 0), 12)
 
 
 def _projection(seq: Path, stream: str) -> tuple[float, float, float]:

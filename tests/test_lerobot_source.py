@@ -14,7 +14,12 @@ import pytest
 from ingest.errors import EpisodeError
 from ingest.sources.lerobot import SOURCE
 from ingest.stages import quality
+from ingest.validate import validate_dataset
+from ingest.video import probe
+from ingest.writer import finalize_meta, publish_episode, stage_episode
 from schemas.episode import CanonicalEpisode
+from schemas.lerobot import video_path
+from schemas.pipelines import PipelinesFile, VideoConfig
 from schemas.sources_lerobot import LeRobotInputConfig
 from tests.fixtures import lerobot as fx
 from tests.fixtures.lerobot import TASKS, gripper_m, position, quat_xyzw
@@ -275,6 +280,25 @@ def test_annotation_row_outside_task_table_rejected(tmp_path: Path) -> None:
     assert err.value.field == col
 
 
+def test_camera_model_fixed_in_the_section(tmp_path: Path) -> None:
+    """The hook for a camera whose intrinsics come from the robot model (GR1 head): fixed in the section."""
+    write_dataset(tmp_path / "ds", frames=31)
+    spec = {"intrinsics": [50.0, 51.0, 31.5, 23.5, 64, 48], "provenance": "robot model"}
+    (ep,) = convert_all(tmp_path / "ds", config(camera_models={"observation.images.front": spec}))
+    (cam,) = ep.cameras
+    assert (cam.camera, cam.width, cam.height, cam.fx, cam.fy, cam.cx, cam.cy) == (
+        "observation.images.front", 64, 48, 50.0, 51.0, 31.5, 23.5)  # fmt: skip
+    assert cam.provenance == "robot model" and cam.pose_column is None
+
+
+def test_camera_data_entry_missing_is_named(tmp_path: Path) -> None:
+    write_dataset(tmp_path / "ds", frames=31)
+    cfg = config(camera_models={"observation.images.front": {"camera_data": "obs_camera"}})
+    with pytest.raises(EpisodeError, match="expected \\[fx, fy, cx, cy, width, height\\], got None") as err:
+        convert_all(tmp_path / "ds", cfg)
+    assert err.value.field == "task_data.camera_data.obs_camera.camera_params"
+
+
 def test_video_shorter_than_rows_rejected(tmp_path: Path) -> None:
     cam = "observation.images.front"
     write_dataset(tmp_path / "ds", frames=61, video_frames={(0, cam): 58})
@@ -446,3 +470,70 @@ def test_real_unitree_g1_converts_episodes_with_video() -> None:
         np.testing.assert_allclose(joints.values[:, :], state[3 * np.arange(ep.length)], atol=1e-6)
         assert not ep.state_mask.any() and ep.meta.quality_tier == "actionless"
         assert ep.meta.caption == "Pick up the yellow bottle on the table."
+
+
+# ------------------------------------------------------------------------------------ published videos
+
+SHIPPED = PipelinesFile.load(ROOT / "pipelines.yaml")
+
+
+def publish_first(
+    root: Path, section: str, cfg: LeRobotInputConfig, out: Path, video: VideoConfig | None = None
+) -> Path:
+    """The first episode's first 8 frames published with `video`, by default the section's shipped box."""
+    ep = SOURCE.convert(SOURCE.discover(root, cfg)[0], cfg)[0].frames(slice(0, 8))
+    stage_episode(ep, out / "s0", video or SHIPPED.source(section).video)
+    publish_episode(out / "s0", out / "ds", 0, 0, {})
+    finalize_meta(out / "ds", section, SHIPPED.source(section), [])
+    return out / "ds"
+
+
+def first_frames(path: Path) -> np.ndarray:
+    """Frame 0 of a video as RGB."""
+    import av
+
+    with av.open(str(path)) as c:
+        return next(f.to_ndarray(format="rgb24") for f in c.decode(video=0))
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+def test_real_gr00t_demo_published_square(tmp_path: Path) -> None:
+    """The 256x256 GR00T demo in the shipped 640x360 box stays 256x256 (probed with PyAV), pixel for pixel
+    the source's frame (not stretched)."""
+    ds = publish_first(GR00T, "lerobot_gr00t_gr1", gr00t_config(), tmp_path)
+    key = "observation.images.ego_view"
+    p = probe(ds / video_path(0, key))
+    assert (p.width, p.height) == (256, 256)
+    src = first_frames(GR00T / "videos/chunk-000/observation.images.ego_view/episode_000000.mp4")
+    assert src.shape == (256, 256, 3)
+    out = first_frames(ds / video_path(0, key)).astype(np.float64)
+    assert np.abs(out - src).mean() < 4  # H.264 at crf 23 only
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (LDA / "meta/info.json").is_file(), reason="needs ../shared/realdata LDA sim sample")
+@pytest.mark.parametrize(("box", "want"), [(None, (640, 480)), ((640, 360), (480, 360))])
+def test_real_lda_published_4_3_with_its_camera_model(tmp_path: Path, box, want) -> None:
+    """640x480 in -> 4:3 out (the shipped box keeps it whole; a 16:9 box gives 480x360), the source frame
+    resized by PIL to that size (same aspect) matches; the camera model plumbing (camera_data entry
+    `obs_camera`, chosen here only to exercise it) scales its intrinsics to the published size."""
+    from PIL import Image
+
+    cfg = lda_config(camera_models={"video.ego_view": {"camera_data": "obs_camera"}})
+    video = None if box is None else VideoConfig(width=box[0], height=box[1])
+    ds = publish_first(LDA, "lerobot_lda1b_sim", cfg, tmp_path, video)
+    key = "observation.images.ego_view"
+    p = probe(ds / video_path(0, key))
+    assert (p.width, p.height) == want
+    assert validate_dataset(ds) == []
+    src = first_frames(LDA / "videos/chunk-000/video.ego_view/episode_000000.mp4")
+    assert src.shape == (480, 640, 3)
+    resized = np.asarray(Image.fromarray(src).resize(want, Image.Resampling.BOX), dtype=np.float64)
+    assert np.abs(first_frames(ds / video_path(0, key)) - resized).mean() < 4
+    cam = json.loads((ds / "meta/cameras.jsonl").read_text())
+    s = want[0] / 640
+    assert (cam["width"], cam["height"]) == want
+    assert cam["fx"] == pytest.approx(606.9908447265625 * s) and cam["cx"] == pytest.approx(
+        (321.7320556640625 + 0.5) * s - 0.5
+    )

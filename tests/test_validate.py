@@ -12,11 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from ingest.stages.camera import pose_rows
 from ingest.validate import Problem, max_episode_length, validate_dataset
 from ingest.video import transcode
 from ingest.writer import finalize_meta, publish_episode, stage_episode
+from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import VECTOR_DIM
-from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
+from schemas.episode import CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.lerobot import data_path, video_path
 from schemas.pipelines import VideoConfig
 from tests.fixtures.configs import CAM, SRC_CFG, VCFG, make_source
@@ -242,3 +244,98 @@ def test_stats_json_quantiles_missing_or_outside_min_max(ds: Path) -> None:
         ("meta/stats.json", "action.q01"),
         ("meta/stats.json", "observation.state.q01"),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# meta/cameras.jsonl
+
+
+POSE_COL = pose_column(CAM)
+CAMERAS = "meta/cameras.jsonl"
+
+
+def camera_episode(length: int, src: Path, seed: int) -> CanonicalEpisode:
+    """An episode whose camera has intrinsics at 128x96 (the source is 64x48) and a per-frame pose."""
+    ep = make_episode(length, "pick", src, seed)
+    a = np.linspace(0, 1, length)
+    T = np.tile(np.eye(4), (length, 1, 1))
+    T[:, 0, 0], T[:, 0, 1], T[:, 1, 0], T[:, 1, 1] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
+    T[:, :3, 3] = a[:, None]
+    ep.extra[POSE_COL] = ExtraColumn(pose_rows(T), list(POSE_NAMES))
+    ep.cameras.append(CameraModel(camera=CAM, width=128, height=96, fx=100.0, fy=101.0, cx=63.5, cy=47.5,
+                                  pose_frame="world", pose_column=POSE_COL, provenance="test"))  # fmt: skip
+    return ep
+
+
+@pytest.fixture(scope="module")
+def with_cameras(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("cams")
+    src = make_source(base / "src.mp4", 20)
+    root, start, tasks = base / "ds", 0, {}
+    for i, length in enumerate((6, 5)):
+        stage_episode(camera_episode(length, src, i), base / f"s{i}", VCFG)
+        publish_episode(base / f"s{i}", root, i, start, tasks)
+        start += length
+    finalize_meta(root, "egodex", SRC_CFG, [])
+    return root
+
+
+@pytest.fixture
+def cams(with_cameras: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(with_cameras, tmp_path / "ds"))
+
+
+def test_camera_models_are_written_at_the_published_size(with_cameras: Path) -> None:
+    rows = [json.loads(x) for x in (with_cameras / CAMERAS).read_text().splitlines()]
+    assert [(r["episode_index"], r["camera"]) for r in rows] == [(0, CAM), (1, CAM)]
+    # 128x96 intrinsics for a 64x48 source published at 64x48 (VCFG): halved, pixel centres kept
+    assert (rows[0]["width"], rows[0]["height"], rows[0]["fx"], rows[0]["fy"]) == (64, 48, 50.0, 50.5)
+    assert (rows[0]["cx"], rows[0]["cy"]) == (31.5, 23.5)
+    assert rows[0]["pose_column"] == POSE_COL and rows[0]["pose_frame"] == "world"
+    info = json.loads((with_cameras / "meta/info.json").read_text())
+    assert info["features"][POSE_COL] == {"dtype": "float32", "shape": [7], "names": POSE_NAMES}
+    assert validate_dataset(with_cameras) == []
+
+
+def test_camera_of_wrong_width(cams: Path) -> None:
+    edit_jsonl(cams / CAMERAS, 0, lambda r: r.update(width=640))
+    problems = validate_dataset(cams)
+    assert where(problems) == {(CAMERAS, f"{CAM}.width")}
+    assert "640x48 but the video is 64x48" in problems[0].message
+
+
+def test_camera_principal_point_outside(cams: Path) -> None:
+    edit_jsonl(cams / CAMERAS, 1, lambda r: r.update(cx=-3.0))
+    assert where(validate_dataset(cams)) == {(CAMERAS, f"{CAM}.cx")}
+
+
+def test_camera_of_unknown_episode(cams: Path) -> None:
+    edit_jsonl(cams / CAMERAS, 1, lambda r: r.update(episode_index=7))
+    assert where(validate_dataset(cams)) == {(CAMERAS, "camera")}
+
+
+def test_camera_pose_column_missing(cams: Path) -> None:
+    edit_jsonl(cams / CAMERAS, 0, lambda r: r.update(pose_column="observation.camera_pose.head"))
+    problems = validate_dataset(cams)
+    assert where(problems) == {(CAMERAS, f"{CAM}.pose_column")}
+    assert "observation.camera_pose.head is not a float32[7]" in problems[0].message
+
+
+def test_camera_pose_not_unit_quaternion(cams: Path) -> None:
+    table = pq.read_table(cams / data_path(0))
+    rows = np.stack(table[POSE_COL].to_numpy(zero_copy_only=False)).astype(np.float32)
+    rows[3, 3:7] *= 1.5
+    column = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), 7)
+    table = table.set_column(table.schema.get_field_index(POSE_COL), POSE_COL, column)
+    pq.write_table(table, cams / data_path(0))
+    problems = validate_dataset(cams)
+    assert where(problems) == {(data_path(0), POSE_COL)}
+    assert "row 3" in problems[0].message
+
+
+def test_camera_static_pose(cams: Path) -> None:
+    turn = [[0.0, -1.0, 0.0, 0.1], [1.0, 0.0, 0.0, 0.2], [0.0, 0.0, 1.0, 0.3], [0.0, 0.0, 0.0, 1.0]]
+    edit_jsonl(cams / CAMERAS, 1, lambda r: r.update(pose=turn, pose_column=None))
+    assert validate_dataset(cams) == []
+    edit_jsonl(cams / CAMERAS, 1, lambda r: r["pose"][0].__setitem__(0, 0.5))  # a shear, not a rotation
+    assert where(validate_dataset(cams)) == {(CAMERAS, f"{CAM}.pose")}

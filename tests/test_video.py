@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ingest.errors import EpisodeError
-from ingest.video import Decoder, probe, stats_sample_indices, transcode
+from ingest.video import Decoder, output_size, probe, stats_sample_indices, transcode
 from schemas.pipelines import VideoConfig
 
 STEP = 6  # source frame k has brightness STEP * k
@@ -53,15 +53,74 @@ def test_output_frame_k_is_source_frame_indices_k(source: Path, tmp_path: Path) 
     assert result.n_frames == len(idx) == len(rgb)
     assert [source_index(x) for x in rgb] == idx.tolist()
     assert times == [Fraction(k, 10) for k in range(len(idx))]
-    assert rgb[0].shape == (48, 64, 3)  # scaled from 96x64
+    assert rgb[0].shape == (42, 64, 3)  # 96x64 fitted inside 64x48, aspect kept (42.7 -> even 42)
 
 
 def test_info_and_probe_agree(source: Path, tmp_path: Path) -> None:
     result = transcode(source, np.arange(0, 36, 3), tmp_path / "out.mp4", CFG)
     p = probe(tmp_path / "out.mp4")
-    assert (p.n_frames, p.width, p.height, p.codec, p.pix_fmt, p.fps) == (12, 64, 48, "h264", "yuv420p", 10.0)
+    assert (p.n_frames, p.width, p.height, p.codec, p.pix_fmt, p.fps) == (12, 64, 42, "h264", "yuv420p", 10.0)
     assert p.first_pts_s == 0.0 and p.cfr_ok and p.max_time_error_s < 1e-9
-    assert (result.info.codec, result.info.width, result.info.height, result.info.fps) == ("h264", 64, 48, 10)
+    assert (result.info.codec, result.info.width, result.info.height, result.info.fps) == ("h264", 64, 42, 10)
+    assert (result.source_width, result.source_height) == (96, 64)
+
+
+@pytest.mark.parametrize(
+    ("source_size", "box", "want"),
+    [
+        ((1920, 1080), (640, 360), (640, 360)),  # EgoDex
+        ((256, 256), (640, 360), (256, 256)),  # GR00T demo: square stays square, never scaled up
+        ((640, 480), (640, 360), (480, 360)),  # LDA / Unitree in a 16:9 box: 4:3 kept
+        ((640, 480), (640, 480), (640, 480)),
+        ((1408, 1408), (512, 512), (512, 512)),  # HOT3D Aria RGB
+        ((96, 64), (64, 48), (64, 42)),  # 42.67 rounded to even
+    ],
+)
+def test_output_size_fits_the_box_and_keeps_the_aspect(source_size, box, want) -> None:
+    w, h = output_size(*source_size, VideoConfig(width=box[0], height=box[1]))
+    assert (w, h) == want
+    assert w % 2 == 0 and h % 2 == 0 and w <= box[0] and h <= box[1]
+    assert abs(w / h - source_size[0] / source_size[1]) <= 2 / min(w, h)
+
+
+def make_circle_video(path: Path, width: int, height: int, radius: float) -> Path:
+    """3 frames of a white disc of `radius` px centred in a black `width` x `height` image."""
+    y, x = np.mgrid[0:height, 0:width]
+    disc = (x - (width - 1) / 2) ** 2 + (y - (height - 1) / 2) ** 2 <= radius**2
+    img = np.where(disc[..., None], 255, 0).astype(np.uint8).repeat(3, axis=2)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"crf": "0"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv444p"
+        for k in range(3):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = k, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _disc_extent(rgb: np.ndarray) -> tuple[float, float]:
+    """Width and height in pixels of the bright disc (sub-pixel: column / row sums of brightness)."""
+    lum = rgb.mean(axis=2) / 255.0
+    return float(lum.sum(axis=1).max()), float(lum.sum(axis=0).max())
+
+
+@pytest.mark.parametrize(
+    ("size", "box"), [((640, 480), (640, 360)), ((256, 256), (640, 360)), ((320, 180), (64, 64))]
+)
+def test_a_circle_stays_a_circle(tmp_path: Path, size: tuple[int, int], box: tuple[int, int]) -> None:
+    """Probed with PyAV: the published video keeps the source's aspect and the disc is not stretched."""
+    radius = min(size) * 0.35
+    src = make_circle_video(tmp_path / "src.mp4", *size, radius)
+    cfg = VideoConfig(width=box[0], height=box[1], crf=0)
+    result = transcode(src, np.array([0, 1, 2]), tmp_path / "out.mp4", cfg)
+    p = probe(tmp_path / "out.mp4")
+    assert (p.width, p.height) == (result.info.width, result.info.height) == output_size(*size, cfg)
+    _, rgb = decode(tmp_path / "out.mp4")
+    dx, dy = _disc_extent(rgb[1])
+    scale = p.width / size[0]
+    assert dx == pytest.approx(2 * radius * scale, rel=0.06)
+    assert dx / dy == pytest.approx(1.0, abs=0.04)  # stretched 4:3 -> 16:9 would be 1.33
 
 
 def test_av1(source: Path, tmp_path: Path) -> None:

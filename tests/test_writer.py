@@ -263,7 +263,7 @@ def test_meta_rebuilt_after_deletion_is_identical(dataset: Path) -> None:
     finalize_meta(dataset, "egodex", SRC_CFG, REJECTS)
     after = {p.name: p.read_bytes() for p in (dataset / "meta").iterdir()}
     assert after == before
-    assert len(before) == 8  # the seven meta files of the contract + GR00T modality.json
+    assert len(before) == 9  # the seven meta files of the contract + GR00T modality.json + cameras.jsonl
 
 
 def test_empty_dataset_meta(tmp_path: Path) -> None:

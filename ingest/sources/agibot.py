@@ -37,9 +37,11 @@ from pydantic import TypeAdapter, ValidationError
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef, natural_key, parse_field
 from ingest.stages import hands, quality, resample
+from ingest.stages.camera import pose_rows
 from ingest.stages.geometry import ORTHONORMAL_TOL, orthonormality_error, values_to_rotation
 from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
-from ingest.video import declared_frames
+from ingest.video import declared_frames, frame_size
+from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
 from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.source_config import SourceConfig
@@ -47,6 +49,8 @@ from schemas.sources_agibot import (
     ActionSegment,
     AgibotConfig,
     ExtrinsicsFile,
+    Intrinsic,
+    IntrinsicsFile,
     TaskEpisode,
     TaskInfoFile,
 )
@@ -274,8 +278,13 @@ class EpisodeFiles:
         return next((c for c in candidates if c.is_file()), candidates[0])
 
     def extrinsics(self, camera: str) -> Path:
+        return self.parameters(f"{camera}_extrinsic_params_aligned.json")
+
+    def intrinsics(self, camera: str) -> Path:
+        return self.parameters(f"{camera}_intrinsic_params.json")
+
+    def parameters(self, name: str) -> Path:
         base = self.root / "parameters" / self.task / self.episode
-        name = f"{camera}_extrinsic_params_aligned.json"
         candidates = [base / "camera" / name, base / "parameters" / "camera" / name]  # Alpha tar nesting
         return next((c for c in candidates if c.is_file()), candidates[0])
 
@@ -304,6 +313,47 @@ def plan_videos(
     return videos
 
 
+def camera_model(
+    key: str, k: Intrinsic, size: tuple[int, int], pose_col: str | None, src: Path
+) -> CameraModel:
+    """A camera from its intrinsics file, at its video's size; zero distortion coefficients are none."""
+    coefficients = k.coefficients()
+    distorted = any(c != 0.0 for c in coefficients)
+    return CameraModel(
+        camera=key, width=size[0], height=size[1], fx=k.fx, fy=k.fy, cx=k.ppx, cy=k.ppy,
+        distortion_model=(k.distortion_model or "opencv") if distorted else None,
+        distortion=coefficients if distorted else None,
+        pose_frame="base" if pose_col else None, pose_column=pose_col,
+        provenance=f"AgiBot {src.name} (at the video's size) and the per-row camera-to-base extrinsics",
+    )  # fmt: skip
+
+
+def plan_cameras(
+    files: EpisodeFiles,
+    cfg: AgibotConfig,
+    rows: int,
+    plan: resample.ResamplePlan,
+    videos: dict[str, VideoSource],
+) -> tuple[list[CameraModel], dict[str, ExtraColumn]]:
+    """Camera models of the cameras whose intrinsics file exists, with a per-frame base_from_camera
+    column (OpenCV axes) where the extrinsics file exists too."""
+    models, extra = [], {}
+    for cam in cfg.cameras:
+        name, key = cam.removesuffix("_color"), f"observation.images.{cam.removesuffix('_color')}"
+        path = files.intrinsics(name)
+        if not path.is_file():
+            continue
+        parsed = _load_json(path, IntrinsicsFile, "intrinsic")
+        k = parsed if isinstance(parsed, Intrinsic) else parsed.intrinsic
+        pose_col = None
+        if files.extrinsics(name).is_file():
+            poses = camera_poses(files.extrinsics(name), rows, cfg.camera_convention)
+            pose_col = pose_column(key)
+            extra[pose_col] = ExtraColumn(pose_rows(resample.resample_poses(plan, poses)), list(POSE_NAMES))
+        models.append(camera_model(key, k, frame_size(videos[key].path), pose_col, path))
+    return models, extra
+
+
 # ---------------------------------------------------------------------------------------------- episode
 
 
@@ -317,6 +367,7 @@ class Converted:
     videos: dict[str, VideoSource]
     subtasks: list[str]
     task: TaskEpisode
+    cameras: list[CameraModel]
 
 
 def _extras(p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan) -> dict[str, ExtraColumn]:
@@ -363,9 +414,11 @@ def convert_episode(files: EpisodeFiles, cfg: AgibotConfig) -> Converted:
             cam = resample.resample_poses(plan, poses)
         sides = _sides(p, cfg, plan, cam)
         extra = _extras(p, cfg, plan)
+        cameras, poses = plan_cameras(files, cfg, p.rows, plan, videos)
     return Converted(
-        arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides], extra=extra,
-        videos=videos, subtasks=subtask_texts(task.label_info.action_config, plan.nearest), task=task,
+        arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides],
+        extra=extra | poses, videos=videos,
+        subtasks=subtask_texts(task.label_info.action_config, plan.nearest), task=task, cameras=cameras,
     )  # fmt: skip
 
 
@@ -378,7 +431,8 @@ def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> Canonic
         caption=rec.task.caption, caption_source="source", task_original=rec.task.task_name,
     )  # fmt: skip
     whole = CanonicalEpisode(meta, a.state, a.action, a.state_mask, a.action_mask, videos=rec.videos,
-                             extra=rec.extra, annotations={SUBTASK: rec.subtasks})  # fmt: skip
+                             extra=rec.extra, annotations={SUBTASK: rec.subtasks},
+                             cameras=rec.cameras)  # fmt: skip
     ep = whole.frames(rows)
     ep.check()
     return ep

@@ -18,13 +18,16 @@ import numpy as np
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef, natural_key
 from ingest.stages import eef, hands, quality, resample
+from ingest.stages.camera import pose_rows
 from ingest.stages.geometry import orthonormality_error
+from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
-from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, VideoSource
+from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.pipelines import EgoDexConfig, SourceConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)  # longer 10 Hz episodes are cut into parts `<id>#<part>`
 ORTHONORMAL_TOL = 1e-3
+IMAGE_SIZE = (1920, 1080)  # the size `camera/intrinsic` is given at (source-formats.md 1.2)
 _FINGERS = ("Thumb", "IndexFinger", "MiddleFinger", "RingFinger", "LittleFinger")
 _SEGMENTS = ("Knuckle", "IntermediateBase", "IntermediateTip", "Tip")
 
@@ -67,6 +70,7 @@ class RawEpisode:
     joints: dict[Side, np.ndarray]  # [N, 21, 4, 4] world poses in MANO-21 order
     confidence: dict[Side, np.ndarray] | None  # [N, 21]; None when the file has no confidences
     attrs: dict[str, Any]
+    intrinsic: np.ndarray | None = None  # [3, 3] at IMAGE_SIZE; None when the file has none
 
 
 def _read_dataset(f: h5py.File, path: Path, key: str) -> np.ndarray:
@@ -125,7 +129,26 @@ def read_hdf5(path: Path) -> RawEpisode:
         if "confidences" in f:
             confidence = {s: _read_confidence(f, path, mano_joint_names(s), n) for s in SIDES}
         attrs = {k: f.attrs[k] for k in f.attrs}
-    return RawEpisode(camera, joints, confidence, attrs)
+        intrinsic = _read_intrinsic(f, path) if "camera/intrinsic" in f else None
+    return RawEpisode(camera, joints, confidence, attrs, intrinsic)
+
+
+def _read_intrinsic(f: h5py.File, path: Path) -> np.ndarray:
+    K = _read_dataset(f, path, "camera/intrinsic")
+    if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise EpisodeError(path, "camera/intrinsic", f"not a pinhole matrix: {K.tolist()}")
+    return K
+
+
+def camera_model(K: np.ndarray, key: str) -> CameraModel:
+    """The EgoDex camera: `camera/intrinsic` at 1920x1080, no distortion given, per-frame pose
+    `world_from_camera` (`transforms/camera`, whose axes are OpenCV's: source-formats.md 1.4)."""
+    return CameraModel(
+        camera=key, width=IMAGE_SIZE[0], height=IMAGE_SIZE[1],
+        fx=float(K[0, 0]), fy=float(K[1, 1]), cx=float(K[0, 2]), cy=float(K[1, 2]),
+        pose_frame="world", pose_column=pose_column(key),
+        provenance="EgoDex HDF5 camera/intrinsic (at 1920x1080) and transforms/camera (ARKit world)",
+    )  # fmt: skip
 
 
 def _caption(attrs: Mapping[str, Any], task_folder: str) -> tuple[str, str, str]:
@@ -165,7 +188,13 @@ def to_10hz(ep: RawEpisode, native_fps: float, path: Path) -> Resampled:
 
 
 def _episode(
-    ep_id: str, data: Resampled, rows: slice, mp4: Path, cfg: EgoDexConfig, text: tuple[str, str, str]
+    ep_id: str,
+    data: Resampled,
+    rows: slice,
+    mp4: Path,
+    cfg: EgoDexConfig,
+    text: tuple[str, str, str],
+    intrinsic: np.ndarray | None,
 ) -> CanonicalEpisode:
     conf = data.confidence
     sides = {
@@ -184,6 +213,10 @@ def _episode(
         meta=meta, state=arrays.state, action=arrays.action, state_mask=arrays.state_mask,
         action_mask=arrays.action_mask, videos={cfg.camera_key: video},
     )  # fmt: skip
+    if intrinsic is not None:
+        cam = camera_model(intrinsic, cfg.camera_key)
+        ep.extra[cam.pose_column] = ExtraColumn(pose_rows(data.camera[rows]), list(POSE_NAMES))
+        ep.cameras.append(cam)
     ep.check()
     return ep
 
@@ -217,7 +250,7 @@ class EgoDexSource:
         episodes = []
         for part, (start, stop) in enumerate(ranges):
             ep_id = ref.source_episode_id if len(ranges) == 1 else f"{ref.source_episode_id}#{part}"
-            episodes.append(_episode(ep_id, data, slice(start, stop), mp4, cfg, text))
+            episodes.append(_episode(ep_id, data, slice(start, stop), mp4, cfg, text, raw.intrinsic))
         return episodes
 
 

@@ -31,9 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef
 from ingest.stages import eef, hands, mano, quality, resample
+from ingest.stages.camera import pose_rows
 from ingest.stages.geometry import quaternion_to_matrix
+from ingest.video import frame_size
+from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import N_KEYPOINTS, SIDES, Side
-from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, VideoSource
+from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.pipelines import Hot3dConfig, SourceConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
@@ -90,10 +93,16 @@ class Pose7(BaseModel):
     translation_xyz: Vec3
 
 
-class CameraModel(BaseModel):
+class StreamCalibration(BaseModel):
+    """One entry of Quest3 `camera_models.json`."""
+
     model_config = ConfigDict(extra="allow")
     stream_id: str
     T_Device_Camera: Pose7  # noqa: N815 - the file's key
+    projectionModelType: str = ""  # noqa: N815 - e.g. CameraModelType.FISHEYE624
+    projectionParams: list[float] = []  # noqa: N815 - fx, fy, cx, cy, then the distortion coefficients
+    imageWidth: int = 0  # noqa: N815
+    imageHeight: int = 0  # noqa: N815
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -232,13 +241,73 @@ def _aria_calibration(path: Path, stream: str) -> np.ndarray:
         raise EpisodeError(path, f"CameraCalibrations.{label}", f"no usable calibration: {e!r}") from e
 
 
+@dataclass
+class Intrinsics:
+    """The kept stream's projection as the source gives it; (0, 0) size: the video's."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    model: str  # fisheye624: Project Aria's FisheyeRadTanThinPrism (k0..k5, p0, p1, s0..s3)
+    coefficients: list[float]
+    size: tuple[int, int]
+
+
+def _aria_intrinsics(path: Path, stream: str) -> Intrinsics:
+    """Aria `FisheyeRadTanThinPrism` params [f, cx, cy, k0..k5, p0, p1, s0..s3] (one focal length)."""
+    label = ARIA_LABELS.get(stream)
+    try:
+        first = json.loads(path.read_text().splitlines()[0])
+        proj = next(c for c in first["CameraCalibrations"] if c["Label"] == label)["Projection"]
+        f, cx, cy, *rest = (float(x) for x in proj["Params"])
+        name = "fisheye624" if proj["Name"] == "FisheyeRadTanThinPrism" else str(proj["Name"])
+        return Intrinsics(f, f, cx, cy, name, rest, (0, 0))
+    except (OSError, IndexError, ValueError, KeyError, TypeError, StopIteration) as e:
+        raise EpisodeError(
+            path, f"CameraCalibrations.{label}.Projection", f"no usable projection: {e!r}"
+        ) from e
+
+
+def read_intrinsics(seq: Path, stream: str) -> Intrinsics:
+    """The kept stream's intrinsics: Quest3 `camera_models.json` (`projectionParams` [fx, fy, cx, cy,
+    k0..k5, p0, p1, s0..s3] at `imageWidth` x `imageHeight`), else Aria's online calibration."""
+    models = seq / CAMERA_MODELS
+    if not models.is_file():
+        return _aria_intrinsics(seq / ONLINE_CALIBRATION, stream)
+    try:
+        c = next(
+            StreamCalibration.model_validate(c)
+            for c in json.loads(models.read_text())
+            if c["stream_id"] == stream
+        )
+        fx, fy, cx, cy, *rest = c.projectionParams
+    except (OSError, ValueError, TypeError, KeyError, StopIteration) as e:
+        raise EpisodeError(
+            models, "projectionParams", f"no usable projection for stream {stream}: {e!r}"
+        ) from e
+    name = c.projectionModelType.removeprefix("CameraModelType.").lower()
+    return Intrinsics(fx, fy, cx, cy, name, rest, (c.imageWidth, c.imageHeight))
+
+
+def camera_model(k: Intrinsics, key: str, mp4: Path) -> CameraModel:
+    """The published camera: the stream's projection (at its calibration size, else the video's), its
+    per-frame pose `world_from_camera` in the column `observation.camera_pose.<name>`."""
+    width, height = k.size if all(k.size) else frame_size(mp4)
+    return CameraModel(
+        camera=key, width=width, height=height, fx=k.fx, fy=k.fy, cx=k.cx, cy=k.cy,
+        distortion_model=k.model, distortion=k.coefficients, pose_frame="world", pose_column=pose_column(key),
+        provenance=f"HOT3D calibration of stream {mp4.stem} and T_world_device @ T_device_camera",
+    )  # fmt: skip
+
+
 def read_device_from_camera(seq: Path, stream: str) -> np.ndarray:
     """`T_device_camera` [4, 4] of the kept stream."""
     models = seq / CAMERA_MODELS
     if not models.is_file():
         return _aria_calibration(seq / ONLINE_CALIBRATION, stream)
     try:
-        entries = [CameraModel.model_validate(c) for c in json.loads(models.read_text())]
+        entries = [StreamCalibration.model_validate(c) for c in json.loads(models.read_text())]
     except (OSError, ValueError, TypeError) as e:
         raise EpisodeError(models, "T_Device_Camera", f"invalid camera models: {e}") from e
     for c in entries:
@@ -382,7 +451,7 @@ def caption(seq: Path) -> str:
 
 
 def _episode(
-    ep_id: str, data: Resampled, rows: slice, mp4: Path, cfg: Hot3dConfig, text: str
+    ep_id: str, data: Resampled, rows: slice, mp4: Path, cfg: Hot3dConfig, text: str, cam: CameraModel
 ) -> CanonicalEpisode:
     sides = {
         s: hands.build_side(data.camera[rows], data.wrist[s][rows], data.keypoints[s][rows],
@@ -398,6 +467,7 @@ def _episode(
     ep = CanonicalEpisode(
         meta=meta, state=arrays.state, action=arrays.action, state_mask=arrays.state_mask,
         action_mask=arrays.action_mask, videos={cfg.camera_key: video},
+        extra={cam.pose_column: ExtraColumn(pose_rows(data.camera[rows]), list(POSE_NAMES))}, cameras=[cam],
     )  # fmt: skip
     ep.check()
     return ep
@@ -439,9 +509,10 @@ class Hot3dSource:
         data = to_10hz(track, samples, models)
         ranges = resample.chunk_ranges(len(data.frames), MAX_FRAMES)
         text = caption(seq)
+        cam = camera_model(read_intrinsics(seq, stream), cfg.camera_key, mp4)
         return [
             _episode(ref.source_episode_id if len(ranges) == 1 else f"{ref.source_episode_id}#{part}",
-                     data, slice(start, stop), mp4, cfg, text)
+                     data, slice(start, stop), mp4, cfg, text, cam)
             for part, (start, stop) in enumerate(ranges)
         ]  # fmt: skip
 

@@ -45,6 +45,7 @@ from ingest.stages import hands, quality, resample
 from ingest.stages.geometry import values_to_rotation
 from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.video import declared_frames
+from schemas.camera import CameraModel
 from schemas.canonical import SIDES, Side
 from schemas.episode import (
     ANNOTATION_PREFIX,
@@ -56,7 +57,7 @@ from schemas.episode import (
     VideoSource,
 )
 from schemas.pipelines import SourceConfig
-from schemas.sources_lerobot import ArmMapping, LeRobotInputConfig
+from schemas.sources_lerobot import ArmMapping, CameraSpec, LeRobotInputConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
 TIMESTAMP_TOL_S = 1e-4  # lerobot's default tolerance_s
@@ -192,6 +193,42 @@ def plan_videos(
     return videos
 
 
+def camera_model(entry: EpisodeEntry, key: str, spec: CameraSpec, out_key: str) -> CameraModel:
+    """The intrinsics of source camera `key` from the section's spec (no distortion, no pose yet)."""
+    if spec.camera_data is not None:
+        where = f"task_data.camera_data.{spec.camera_data}.camera_params"
+        params = entry.camera_data.get(spec.camera_data, {}).get("camera_params")
+        provenance = spec.provenance or f"meta/episodes.jsonl {where} of episode {entry.index}"
+    else:
+        where, params, provenance = "camera_models.intrinsics", spec.intrinsics, spec.provenance or "section"
+    try:
+        fx, fy, cx, cy, width, height = (float(x) for x in params)
+        return CameraModel(camera=out_key, width=int(width), height=int(height), fx=fx, fy=fy, cx=cx, cy=cy,
+                           provenance=provenance)  # fmt: skip
+    except (TypeError, ValueError) as e:
+        raise EpisodeError(
+            entry.data_file, where, f"expected [fx, fy, cx, cy, width, height], got {params!r}"
+        ) from e
+
+
+def plan_cameras(
+    entry: EpisodeEntry, cfg: LeRobotInputConfig, videos: dict[str, VideoSource]
+) -> list[CameraModel]:
+    """Camera models of the kept videos the section gives one for.
+
+    TODO(issue 12): per-frame poses. LDA-1B sim: which `camera_data` entry the `ego_view` video is and
+    the robot base's pose in the sim world are being settled (the entries' `position` / `orientation`
+    are USD prim poses, some relative to a parent link); GR1: the head camera's pose comes from forward
+    kinematics of the robot model. Each goes here as an `observation.camera_pose.<name>` column
+    (ingest/stages/camera.py:pose_rows, OpenCV axes) with `pose_frame` and `pose_column` set."""
+    models = []
+    for key, spec in cfg.camera_models.items():
+        out_key = f"observation.images.{key.rsplit('.', 1)[-1]}"
+        if out_key in videos:
+            models.append(camera_model(entry, key, spec, out_key))
+    return models
+
+
 # ---------------------------------------------------------------------------------------------- text
 
 
@@ -270,6 +307,7 @@ class Converted:
     videos: dict[str, VideoSource]
     annotations: dict[str, list[str]]
     task: str
+    cameras: list[CameraModel]
 
 
 def _extras(
@@ -303,11 +341,12 @@ def convert_recording(ref: SourceEpisodeRef, cfg: LeRobotInputConfig) -> Convert
     arms = {s: a for s, a in (("left", cfg.left), ("right", cfg.right)) if a is not None}
     sides = {s: resample_arm(read_arm(a, table, meta, path), plan) for s, a in arms.items()}
     notes = {c: read_annotation(c, table, meta, plan.nearest, path) for c in annotation_columns(meta, cfg)}
+    videos = plan_videos(entry, meta, cfg, plan.nearest, table.num_rows)
     return Converted(
         arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides],
-        extra=_extras(table, meta, cfg, plan, path),
-        videos=plan_videos(entry, meta, cfg, plan.nearest, table.num_rows),
+        extra=_extras(table, meta, cfg, plan, path), videos=videos,
         annotations=notes, task=episode_task(entry, table, meta, cfg, path),
+        cameras=plan_cameras(entry, cfg, videos),
     )  # fmt: skip
 
 
@@ -320,7 +359,7 @@ def _part(ep_id: str, rec: Converted, rows: slice, cfg: LeRobotInputConfig) -> C
         caption=rec.task, caption_source="source", task_original=rec.task,
     )  # fmt: skip
     whole = CanonicalEpisode(meta, a.state, a.action, a.state_mask, a.action_mask, videos=rec.videos,
-                             extra=rec.extra, annotations=rec.annotations)  # fmt: skip
+                             extra=rec.extra, annotations=rec.annotations, cameras=rec.cameras)  # fmt: skip
     ep = whole.frames(rows)
     ep.check()
     return ep

@@ -64,6 +64,7 @@ class EpisodeEntry(BaseModel):
     data_file: Path
     rows: tuple[int, int] | None = None  # v3.0: dataset_from_index, dataset_to_index (global `index`)
     videos: dict[str, VideoWindow] = Field(default_factory=dict)
+    camera_data: dict[str, Any] = Field(default_factory=dict)  # v2.x `task_data.camera_data` (LDA-1B sim)
 
 
 class _EpisodeLine(BaseModel):
@@ -73,6 +74,11 @@ class _EpisodeLine(BaseModel):
     episode_index: int = Field(ge=0)
     tasks: list[str] = Field(default_factory=list)
     length: int | None = Field(None, ge=0)
+    task_data: dict[str, Any] = Field(default_factory=dict)
+
+    def camera_data(self) -> dict[str, Any]:
+        data = self.task_data.get("camera_data")
+        return data if isinstance(data, dict) else {}
 
 
 class _TaskLine(BaseModel):
@@ -174,8 +180,9 @@ def _v2_episodes(root: Path, info: InputInfo) -> dict[int, EpisodeEntry]:
             for k in keys
         }
         entries[ep] = EpisodeEntry(
-            index=ep, length=line.length, tasks=line.tasks, data_file=data, videos=videos
-        )
+            index=ep, length=line.length, tasks=line.tasks, data_file=data, videos=videos,
+            camera_data=line.camera_data(),
+        )  # fmt: skip
     return entries
 
 

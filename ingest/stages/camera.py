@@ -6,13 +6,27 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ingest.stages.geometry import transform_points
+from ingest.stages.geometry import matrix_to_quaternion, quaternion_to_matrix, transform_points
 
 AXIS_COLOURS = ((230, 40, 40), (40, 200, 40), (40, 90, 255))  # x red, y green, z blue
 
 
 def intrinsic_matrix(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def pose_rows(T: np.ndarray) -> np.ndarray:
+    """Poses `[N, 4, 4]` -> float32 `[N, 7]` rows `[x, y, z, qw, qx, qy, qz]` (a camera pose column)."""
+    T = np.asarray(T, dtype=np.float64)
+    return np.concatenate([T[:, :3, 3], matrix_to_quaternion(T[:, :3, :3])], axis=1).astype(np.float32)
+
+
+def poses_from_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows `[N, 7]` `[x, y, z, qw, qx, qy, qz]` -> poses `[N, 4, 4]` (the inverse of `pose_rows`)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    T = np.tile(np.eye(4), (len(rows), 1, 1))
+    T[:, :3, :3], T[:, :3, 3] = quaternion_to_matrix(rows[:, 3:7]), rows[:, :3]
+    return T
 
 
 def project(K: np.ndarray, points_cam: np.ndarray) -> np.ndarray:
