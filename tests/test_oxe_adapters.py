@@ -147,7 +147,10 @@ def test_fractal_native_action_success_caption_video(tmp_path: Path) -> None:
 def test_fractal_eef_offset_rotates_with_the_tool(tmp_path: Path) -> None:
     fx = rlds_fx.write_fractal_dataset(tmp_path, shards=[1], num_steps=FRACTAL_N)
     quarter = (np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4))  # 90 degrees about the tool z axis
-    cfg = shipped("oxe_fractal", eef_offset=EefOffset(translation=(0.02, 0.0, 0.1), quat_wxyz=quarter, provenance="test"))
+    cfg = shipped(
+        "oxe_fractal",
+        eef_offset=EefOffset(translation=(0.02, 0.0, 0.1), quat_wxyz=quarter, provenance="test"),
+    )
     (ep,) = episodes_of(convert_all(fx.root, cfg))
     steps = np.arange(FRACTAL_N)
     pos, angle, _ = rlds_fx.fractal_state(steps, 0)
