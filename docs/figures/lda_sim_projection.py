@@ -7,7 +7,8 @@ frame_status `grasp` with the fingers closed on the object (state.gripper_width[
 canonical frame (`T_eef @ T_offset` of the shipped `lerobot_lda1b_sim` section; x red, y green, z blue,
 3 cm, yellow ring at the origin) projected with `ingest/sources/lda_sim.py`'s wrist camera, and in cyan
 the source's own projections of the two finger-pad centres (`annotation.ego_view.tcp_2d_trace`) with
-their midpoint (cross). tests/test_eef_offsets.py asserts the same numbers.
+their midpoint (cross). tests/test_eef_offsets.py asserts the same numbers. The PNGs carry frames of
+the LDA-1B sample video (CC BY-NC 4.0): figures for this project's docs, not data to redistribute.
 """
 
 from __future__ import annotations
