@@ -255,3 +255,37 @@ def test_agibot_grasps_approach_from_above() -> None:
         closing = np.flatnonzero((g[:-1] < 60) & (g[1:] >= 60)) + 1
         assert len(closing) >= 2
         assert (_angle_from_down(R[closing]) < 80.0).all()
+
+
+A2D = REAL / "agibot_world" / "a2d_genie_sim_episode" / "3335935" / "A2D0015AB00061" / "12055373"
+
+
+def _poses(R: np.ndarray, p: np.ndarray) -> np.ndarray:
+    T = np.tile(np.eye(4), (len(R), 1, 1))
+    T[:, :3, :3], T[:, :3, 3] = R, p
+    return T
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (A2D / "aligned_joints.h5").is_file(), reason="needs realdata AgiBot A2D episode")
+def test_agibot_a2d_hand_cameras_look_along_the_end_z() -> None:
+    """Evidence for the AgiBot axes (Genie Sim A2D episode, the only one with hand-camera extrinsics):
+    the hand cameras (OpenGL axes: they look along -z) are rigid on `state/end` and look along its +z
+    (41 degrees off it, their optical axis crossing it at the end point), so +z is the approach. This
+    holds only reading that file's quaternions as **wxyz** (its `state/robot/orientation` is [1, 0, 0, 0])
+    and moving `state/end` (world) into the robot frame; read as xyzw the cameras drift by metres."""
+    with h5py.File(A2D / "aligned_joints.h5") as f:
+        pos, quat = f["state/end/position"][()], f["state/end/orientation"][()]
+        robot = _poses(
+            quaternions_to_matrix(f["state/robot/orientation"][()], "wxyz"), f["state/robot/position"][()]
+        )
+    n = len(pos)  # the extrinsics list has 18 rows more than the joints (572 vs 554): the first n are used
+    for i, cam in enumerate(("hand_left", "hand_right")):
+        rows = json.loads((A2D / f"parameters/camera/{cam}_extrinsic_params_aligned.json").read_text())[:n]
+        C = _poses(np.array([r["extrinsic"]["rotation_matrix"] for r in rows]),
+                   np.array([r["extrinsic"]["translation_vector"] for r in rows]))  # fmt: skip
+        end = invert_pose(robot) @ _poses(quaternions_to_matrix(quat[:, i], "wxyz"), pos[:, i])
+        rel = invert_pose(end) @ C
+        assert rel[:, :3, 3].std(0).max() < 0.03
+        view = -rel[:, :3, 2]
+        assert np.degrees(np.arccos(np.median(view @ [0.0, 0.0, 1.0]))) < 45.0
