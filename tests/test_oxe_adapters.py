@@ -387,7 +387,8 @@ def test_droid_and_fractal_through_the_job(tmp_path: Path) -> None:
     runs = {"oxe_droid": droid, "oxe_fractal": fractal}
     for section, fx in runs.items():
         opts = RunOptions(source=section, input=fx.root, output=tmp_path / "out", workers=2, progress=False,
-                          pipelines=_pipelines(tmp_path, section), max_reject_ratio=1.0)  # fmt: skip
+                          pipelines=_pipelines(tmp_path, section, eef_offset=EefOffset()),  # raw poses
+                          max_reject_ratio=1.0)  # fmt: skip
         run(opts)
         assert validate_dataset(tmp_path / "out" / section) == []
     root = tmp_path / "out" / "oxe_droid"
@@ -433,7 +434,10 @@ def test_shipped_bridge_section_on_the_real_sample() -> None:
     )
     state = first.steps["steps/observation/state"].astype(np.float64)
     np.testing.assert_allclose(ep.state[::2, part_slice("right", "position")], state[:, :3], atol=1e-6)
-    rot = [extrinsic_xyz(*row[3:6]) for row in state]
+    # stored angles are of R_ee @ D^T (D: bridge_data_robot's gripper-down DEFAULT_ROTATION); the canonical
+    # frame is ee_gripper_link [y z x]: R_state @ D @ [y z x] = R_state @ [[0,1,0],[1,0,0],[0,0,-1]]
+    to_canonical = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    rot = [extrinsic_xyz(*row[3:6]) @ to_canonical for row in state]
     np.testing.assert_allclose(
         ep.state[::2, part_slice("right", "rotation")], [sixd(R) for R in rot], atol=2e-6
     )
