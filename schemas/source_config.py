@@ -26,6 +26,35 @@ class VideoConfig(BaseModel):
     threads: int = Field(0, ge=0, description="codec threads per conversion; 0 lets FFmpeg choose")
 
 
+Vec3 = tuple[float, float, float]
+
+
+class EefOffset(BaseModel):
+    """Rigid `T_offset` from a robot's source EEF frame to the canonical gripper-centre frame
+    (docs/CONTRACT.md, last section): `T_canonical = T_eef @ T_offset`, the translation in metres in the
+    source EEF frame. The one declaration of an offset for every robot reader (oxe, lerobot, agibot).
+    `provenance` says where the numbers come from (model file and link names, vendor documentation, or
+    how they were measured); it is required whenever the offset is not the identity."""
+
+    model_config = ConfigDict(extra="forbid")
+    translation: Vec3 = (0.0, 0.0, 0.0)
+    quat_wxyz: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+    provenance: str = ""
+
+    @model_validator(mode="after")
+    def _explained(self) -> EefOffset:
+        norm = sum(v * v for v in self.quat_wxyz) ** 0.5
+        if abs(norm - 1.0) > 1e-3:
+            raise ValueError(f"quat_wxyz {self.quat_wxyz}: not a unit quaternion (norm {norm:.4f})")
+        if not self.is_identity and not self.provenance.strip():
+            raise ValueError("a non-identity eef_offset needs its provenance")
+        return self
+
+    @property
+    def is_identity(self) -> bool:
+        return max(abs(v) for v in self.translation) == 0.0 and abs(abs(self.quat_wxyz[0]) - 1.0) < 1e-12
+
+
 class SourceConfig(BaseModel):
     """Subclasses fix `format` to their source module's name (ingest/sources/<format>.py)."""
 

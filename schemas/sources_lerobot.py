@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas.source_config import SourceConfig
+from schemas.source_config import EefOffset, SourceConfig
 
 FIELD_PATTERN = r"^(modality:(state|action)\.[^\s\[\]]+|[^\s\[\]:]+(\[\d+:\d+\])?)$"
 FieldSpec = Annotated[str, StringConstraints(pattern=FIELD_PATTERN)]
@@ -32,7 +32,7 @@ class ArmMapping(BaseModel):
     """Where one side's end-effector pose and gripper come from, and in which convention.
 
     The pose is in the robot base frame (`reference_frame: base`); the canonical wrist/gripper-centre frame
-    is `T_source_eef @ T_offset` (`offset_position` in metres, `offset_quat_wxyz`). The gripper maps
+    is `T_source_eef @ T_offset` (`eef_offset`: schemas/source_config.py `EefOffset`). The gripper maps
     linearly from `gripper_closed` -> 0 to `gripper_open` -> 1, clipped to [0, 1] (either order, e.g. a
     Robotiq joint angle: open 0.0, closed 0.785)."""
 
@@ -48,8 +48,7 @@ class ArmMapping(BaseModel):
     gripper: FieldSpec | None = Field(None, description="1 value")
     gripper_open: float = 1.0
     gripper_closed: float = 0.0
-    offset_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    offset_quat_wxyz: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+    eef_offset: EefOffset = EefOffset()
 
     @model_validator(mode="after")
     def _pose_complete(self) -> ArmMapping:

@@ -30,20 +30,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from schemas.source_config import SourceConfig
+from schemas.source_config import EefOffset, SourceConfig
 
 FIELD_PATTERN = r"^[^\s\[\]]+(\[\d+:\d+\])?$"
 FieldSpec = Annotated[str, StringConstraints(pattern=FIELD_PATTERN)]
 RotationConvention = Literal["euler", "quat_xyzw", "quat_wxyz"]
-Vec3 = tuple[float, float, float]
-
-
-class EefOffset(BaseModel):
-    """Rigid `T_offset` (source EEF frame -> canonical wrist/gripper-centre frame)."""
-
-    model_config = ConfigDict(extra="forbid")
-    translation: Vec3 = (0.0, 0.0, 0.0)  # metres, in the source EEF frame
-    quat_wxyz: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
 
 
 class NamedField(BaseModel):

@@ -20,6 +20,7 @@ from ingest.stages.camera import poses_from_rows
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import PipelinesFile, VideoConfig
+from schemas.source_config import EefOffset
 from schemas.sources_agibot import AgibotConfig, NamedField, TaskInfoFile
 from tests.fixtures import agibot as fx
 
@@ -28,10 +29,16 @@ REAL = ROOT.parent / "shared" / "realdata" / "agibot_world"
 BETA_H5 = REAL / "proprio_stats_beta_sample" / "proprio_stats.h5"
 A2D = REAL / "a2d_genie_sim_episode" / "3335935" / "A2D0015AB00061" / "12055373"
 _SECTION = yaml.safe_load((ROOT / "pipelines.yaml").read_text())["sources"]["agibot"]
-SHIPPED = PipelinesFile.model_validate({"sources": {"agibot": _SECTION}}).source(
+SHIPPED_SECTION = PipelinesFile.model_validate({"sources": {"agibot": _SECTION}}).source(
     "agibot"
 )  # this section alone
 SIDES = ("left", "right")
+# The reader's mechanics are checked against the raw flange poses: the shipped flange -> gripper-centre
+# offset is set aside (its effect: test_jittered_rows_base_frame_with_an_eef_offset; its value and
+# provenance: pipelines.yaml, test_eef_offsets.py).
+SHIPPED = SHIPPED_SECTION.model_copy(
+    update={s: getattr(SHIPPED_SECTION, s).model_copy(update={"eef_offset": EefOffset()}) for s in SIDES}
+)
 
 
 def _cfg(**update: object) -> AgibotConfig:
@@ -112,7 +119,11 @@ def test_jittered_rows_base_frame_with_an_eef_offset(tmp_path: Path) -> None:
     half = np.sqrt(0.5)  # 90 degrees about the flange z axis, and 12 cm along it
     arms = {
         s: getattr(SHIPPED, s).model_copy(
-            update={"offset_position": (0.0, 0.0, 0.12), "offset_quat_wxyz": (half, 0.0, 0.0, half)}
+            update={
+                "eef_offset": EefOffset(
+                    translation=(0.0, 0.0, 0.12), quat_wxyz=(half, 0.0, 0.0, half), provenance="test"
+                )
+            }
         )
         for s in SIDES
     }

@@ -203,7 +203,9 @@ def test_slerp_midpoints_when_all_angles_move(tmp_path: Path, monkeypatch: pytes
 def test_eef_offset_and_gripper_clipping(tmp_path: Path, known: None) -> None:
     fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [1]}, num_steps=N)
     cfg = make_cfg(
-        splits=["train"], eef_offset=EefOffset(translation=(0.0, 0.0, 0.05)), gripper_range=(0.1, 0.5)
+        splits=["train"],
+        eef_offset=EefOffset(translation=(0.0, 0.0, 0.05), provenance="test"),
+        gripper_range=(0.1, 0.5),
     )
     (ep,) = convert_shard(fx, "train", 0, cfg)
     steps = trajectory(np.arange(N), 0)

@@ -147,7 +147,10 @@ def test_fractal_native_action_success_caption_video(tmp_path: Path) -> None:
 def test_fractal_eef_offset_rotates_with_the_tool(tmp_path: Path) -> None:
     fx = rlds_fx.write_fractal_dataset(tmp_path, shards=[1], num_steps=FRACTAL_N)
     quarter = (np.cos(np.pi / 4), 0.0, 0.0, np.sin(np.pi / 4))  # 90 degrees about the tool z axis
-    cfg = shipped("oxe_fractal", eef_offset=EefOffset(translation=(0.02, 0.0, 0.1), quat_wxyz=quarter))
+    cfg = shipped(
+        "oxe_fractal",
+        eef_offset=EefOffset(translation=(0.02, 0.0, 0.1), quat_wxyz=quarter, provenance="test"),
+    )
     (ep,) = episodes_of(convert_all(fx.root, cfg))
     steps = np.arange(FRACTAL_N)
     pos, angle, _ = rlds_fx.fractal_state(steps, 0)
@@ -183,7 +186,9 @@ DROID_N = 16  # 15 Hz: 1 s -> 11 frames at 10 Hz
 
 def test_droid_15hz_downsampled_state_action_joints(tmp_path: Path) -> None:
     fx = rlds_fx.write_droid_dataset(tmp_path, shards=[2], num_steps=DROID_N)
-    episodes = episodes_of(convert_all(fx.root, shipped("oxe_droid")))
+    # the reader's conventions against the raw pose: the shipped offset is set aside (its effect: the fractal
+    # offset test; its value: pipelines.yaml provenance)
+    episodes = episodes_of(convert_all(fx.root, shipped("oxe_droid", eef_offset=EefOffset())))
     s = np.arange(11) * 15 / 10
     near = nearest_step(s)
     for e, (ep, src) in enumerate(zip(episodes, fx.episodes["train"][0], strict=True)):
@@ -382,7 +387,8 @@ def test_droid_and_fractal_through_the_job(tmp_path: Path) -> None:
     runs = {"oxe_droid": droid, "oxe_fractal": fractal}
     for section, fx in runs.items():
         opts = RunOptions(source=section, input=fx.root, output=tmp_path / "out", workers=2, progress=False,
-                          pipelines=_pipelines(tmp_path, section), max_reject_ratio=1.0)  # fmt: skip
+                          pipelines=_pipelines(tmp_path, section, eef_offset=EefOffset()),  # raw poses
+                          max_reject_ratio=1.0)  # fmt: skip
         run(opts)
         assert validate_dataset(tmp_path / "out" / section) == []
     root = tmp_path / "out" / "oxe_droid"
@@ -428,7 +434,10 @@ def test_shipped_bridge_section_on_the_real_sample() -> None:
     )
     state = first.steps["steps/observation/state"].astype(np.float64)
     np.testing.assert_allclose(ep.state[::2, part_slice("right", "position")], state[:, :3], atol=1e-6)
-    rot = [extrinsic_xyz(*row[3:6]) for row in state]
+    # stored angles are of R_ee @ D^T (D: bridge_data_robot's gripper-down DEFAULT_ROTATION); the canonical
+    # frame is ee_gripper_link [y z x]: R_state @ D @ [y z x] = R_state @ [[0,1,0],[1,0,0],[0,0,-1]]
+    to_canonical = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    rot = [extrinsic_xyz(*row[3:6]) @ to_canonical for row in state]
     np.testing.assert_allclose(
         ep.state[::2, part_slice("right", "rotation")], [sixd(R) for R in rot], atol=2e-6
     )

@@ -184,7 +184,7 @@ def arm_pose(p: Proprio, arm: ArmMapping) -> np.ndarray | None:
         R = values_to_rotation(rot, arm.rotation_convention, arm.euler_order)
     except ValueError as e:
         raise EpisodeError(p.path, arm.rotation, str(e)) from e
-    return eef_poses(R, pos, offset_transform(arm.offset_quat_wxyz, arm.offset_position))
+    return eef_poses(R, pos, offset_transform(arm.eef_offset.quat_wxyz, arm.eef_offset.translation))
 
 
 def arm_gripper(p: Proprio, arm: ArmMapping) -> np.ndarray | None:

@@ -140,7 +140,7 @@ def read_arm(arm: ArmMapping, table: pa.Table, meta: DatasetMeta, path: Path) ->
         _finite_rows(path, arm.position, p)
         _finite_rows(path, arm.rotation, r)
         R = to_rotation_matrix(r, arm, arm.rotation, path)
-        pose = eef_poses(R, p, offset_transform(arm.offset_quat_wxyz, arm.offset_position))
+        pose = eef_poses(R, p, offset_transform(arm.eef_offset.quat_wxyz, arm.eef_offset.translation))
     if arm.gripper is not None:
         g, _ = read_field(arm.gripper, table, meta, path)
         if g.shape[1] != 1:
