@@ -23,6 +23,7 @@ from schemas.pipelines import PipelinesFile
 from schemas.source_config import EefOffset
 from schemas.sources_lerobot import LeRobotInputConfig
 from schemas.sources_oxe import OxeConfig
+from tests.fixtures import lda_traces
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "realdata"
@@ -95,8 +96,8 @@ def _lda_rows(i: int) -> dict[str, np.ndarray]:
     return {
         "pose": pose,
         "grip": col("state.gripper_width")[:, 0],
-        "world": lda_sim.tcp_traces(table, "annotation.tcp_3d_trace", path),
-        "ego": lda_sim.tcp_traces(table, "annotation.ego_view.tcp_2d_trace", path),
+        "world": lda_traces.tcp_traces(table, "annotation.tcp_3d_trace", path),
+        "ego": lda_traces.tcp_traces(table, "annotation.ego_view.tcp_2d_trace", path),
     }
 
 
@@ -107,7 +108,7 @@ def _fit_base_and_centre(
     parallel, as the residual shows). Returns t_world_base, d (the centre in the eef frame), rms metres."""
     R, p = rows["pose"][frames, :3, :3], rows["pose"][frames, :3, 3]
     A = np.concatenate([np.tile(np.eye(3), (len(frames), 1, 1)), R], axis=2).reshape(-1, 6)
-    b = (lda_sim.pad_centre(rows["world"][frames]) - p).reshape(-1)
+    b = (lda_traces.pad_centre(rows["world"][frames]) - p).reshape(-1)
     x = np.linalg.lstsq(A, b, rcond=None)[0]
     return x[:3], x[3:], float(np.sqrt(np.mean((A @ x - b) ** 2) * 3))
 
@@ -154,7 +155,7 @@ def test_lda_offset_re_measured_from_the_finger_pads(episode: int) -> None:
     np.testing.assert_allclose(d_open, [0.0, 0.0, 0.1378], atol=1e-3)
     np.testing.assert_allclose(d_closed[:2], T[:2, 3], atol=1e-2)
     assert abs(d_closed[2] - T[2, 3]) < 8e-3
-    pads = rows["world"][:, lda_sim.PADS[1]].mean(1) - rows["world"][:, lda_sim.PADS[0]].mean(1)
+    pads = rows["world"][:, lda_traces.PADS[1]].mean(1) - rows["world"][:, lda_traces.PADS[0]].mean(1)
     in_eef = np.einsum("nji,nj->ni", rows["pose"][:, :3, :3], pads)
     cos = np.abs(in_eef[opened] @ T[:3, 0]) / np.linalg.norm(in_eef[opened], axis=1)
     assert np.degrees(np.arccos(cos.min())) < 3.0
@@ -178,11 +179,11 @@ def test_lda_gripper_centre_projects_between_the_finger_pads(episode: int) -> No
     canonical_in_cam = cam_from_eef @ T
     origin = project(cam.K, canonical_in_cam[:3, 3])
     tip = project(cam.K, canonical_in_cam[:3, 3] + 0.03 * canonical_in_cam[:3, 0])
-    source_mid = lda_sim.pad_centre(rows["ego"][k])
+    source_mid = lda_traces.pad_centre(rows["ego"][k])
     # measured 3-18 px: at ~0.13 m from this camera 20 px is ~4 mm, the sideways shift of the pad
     # midpoint while the underactuated fingers wrap the object
     assert np.linalg.norm(origin - source_mid) < 20.0
-    pads_px = rows["ego"][k, lda_sim.PADS[1]].mean(0) - rows["ego"][k, lda_sim.PADS[0]].mean(0)
+    pads_px = rows["ego"][k, lda_traces.PADS[1]].mean(0) - rows["ego"][k, lda_traces.PADS[0]].mean(0)
     along = abs((tip - origin) @ pads_px) / (np.linalg.norm(tip - origin) * np.linalg.norm(pads_px))
     assert np.degrees(np.arccos(min(along, 1.0))) < 10.0
     frames = np.arange(0, len(rows["grip"]), 10)

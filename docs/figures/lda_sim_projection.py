@@ -27,6 +27,7 @@ from ingest.stages.camera import overlay
 from ingest.stages.geometry import invert_pose, quaternions_to_matrix
 from ingest.stages.robot import eef_poses, offset_transform
 from schemas.pipelines import PipelinesFile
+from tests.fixtures import lda_traces
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -54,12 +55,12 @@ def draw_episode(data: Path, episode: int, offset: np.ndarray) -> tuple[object, 
     canonical_cam = invert_pose(pose @ cam.eef_from_camera) @ pose @ offset
     img = overlay(video_frame(data / f"videos/chunk-000/video.ego_view/episode_{episode:06d}.mp4", k),
                   cam.K, [canonical_cam], [], length=0.03)  # fmt: skip
-    ego = lda_sim.tcp_traces(table, "annotation.ego_view.tcp_2d_trace", data)[k]
+    ego = lda_traces.tcp_traces(table, "annotation.ego_view.tcp_2d_trace", data)[k]
     draw = ImageDraw.Draw(img)
-    for pad in lda_sim.PADS:
+    for pad in lda_traces.PADS:
         u, v = ego[pad].mean(0)
         draw.ellipse([u - 4, v - 4, u + 4, v + 4], outline=CYAN, width=2)
-    u, v = lda_sim.pad_centre(ego)
+    u, v = lda_traces.pad_centre(ego)
     draw.line([u - 6, v, u + 6, v], fill=CYAN, width=2)
     draw.line([u, v - 6, u, v + 6], fill=CYAN, width=2)
     draw.text((8, 8), f"episode {episode}, row {k} (grasp {grasp})", fill=(255, 255, 255))

@@ -15,7 +15,8 @@ Each line of `meta/episodes.jsonl` has `task_data.camera_data.<name>` with `came
 
 `annotation.tcp_3d_trace` (world frame, metres) and `annotation.<view>.tcp_2d_trace` (pixels) are
 pickled numpy arrays `[11, 3]` / `[11, 2]` per row: point 0 is fixed (not the gripper), points 1 and 6
-are the two fingertips, 2-5 and 7-10 outline the two finger pads (`PADS`); `tcp_traces` reads them.
+are the two fingertips, 2-5 and 7-10 outline the two finger pads. The converter never unpickles them
+(they pass through as bytes); only the tests read them, to measure the offset (tests/fixtures/lda_traces.py).
 
 The other entries (`obs_camera`, `obs_camera_2`, `camera1`) have world-frame poses; the robot base sits
 in the world at a per-episode translation that the metadata does not give (fitted from the traces in the
@@ -25,20 +26,15 @@ of this camera (negative rows): don't use them.
 
 from __future__ import annotations
 
-import importlib
-import io
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from ingest.errors import EpisodeError
 from ingest.stages.geometry import axis_rotation, quaternion_to_matrix
 
-PADS = (slice(2, 6), slice(7, 11))  # the two finger pads' outline points in the tcp traces
 EGO_CAMERA = "realsense"  # the `camera_data` entry behind `video.ego_view`
 # columns: the OpenCV camera axes (+x right, +y down, +z forward) in Isaac's world-convention camera axes
 ISAAC_TO_OPENCV = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
@@ -81,27 +77,3 @@ def base_from_camera(eef_pose: np.ndarray, camera: WristCamera) -> np.ndarray:
     """`[N, 4, 4]` camera poses in the base frame from the source's eef poses `[N, 4, 4]` (before the
     canonical offset)."""
     return np.asarray(eef_pose, dtype=np.float64) @ camera.eef_from_camera
-
-
-class _NumpyOnly(pickle.Unpickler):
-    """Unpickles numpy arrays and nothing else (the annotation columns are pickles)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module.split(".")[0] != "numpy":
-            raise pickle.UnpicklingError(f"{module}.{name} is not a numpy type")
-        return getattr(importlib.import_module(module.replace("numpy.core", "numpy._core")), name)
-
-
-def tcp_traces(table: pa.Table, column: str, path: Path | str) -> np.ndarray:
-    """`[N, 11, D]` float64 from a pickled trace column (`annotation.tcp_3d_trace`,
-    `annotation.ego_view.tcp_2d_trace`, ...) of one episode's table."""
-    try:
-        rows = [_NumpyOnly(io.BytesIO(b)).load() for b in table.column(column).to_pylist()]
-        return np.asarray(rows, dtype=np.float64)
-    except (KeyError, pickle.UnpicklingError, ValueError, TypeError, EOFError) as e:
-        raise EpisodeError(path, column, f"not a pickled [11, D] array per row: {e}") from e
-
-
-def pad_centre(trace: np.ndarray) -> np.ndarray:
-    """`[..., D]` midpoint of the two finger-pad centres of traces `[..., 11, D]` (the gripper centre)."""
-    return (trace[..., PADS[0], :].mean(-2) + trace[..., PADS[1], :].mean(-2)) / 2
