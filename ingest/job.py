@@ -317,6 +317,10 @@ class SectionError(ValueError):
     """No single pipelines.yaml section fits `ingest run <format>` for this input."""
 
 
+class NothingFound(ValueError):
+    """Discovery found no source episode under --input: the run stops before writing anything."""
+
+
 def pick_section(pipes: PipelinesFile, source: str, root: Path) -> str:
     """`source` when pipelines.yaml has that section; for a format name without one (`ingest run lerobot`),
     the one section of that format whose mapping fits the input (its `discover` accepts it)."""
@@ -347,7 +351,10 @@ def run(opts: RunOptions) -> RunSummary:
     if section != opts.source:  # the dataset keeps the name typed; its card names the section used
         opts = opts.model_copy(update={"source": section, "name": opts.name or opts.source})
     cfg = pipes.source(opts.source)
-    refs = get_source(cfg.format).discover(opts.input, cfg)[: opts.limit]
+    source = get_source(cfg.format)
+    refs = source.discover(opts.input, cfg)[: opts.limit]
+    if not refs:
+        raise NothingFound(f"{opts.input}: no {cfg.format} episode found; it expects {source.layout}")
     root = opts.dataset_root
     with dataset_lock(root):
         publisher = Publisher(root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.episode import EpisodeMeta
 
@@ -21,7 +21,7 @@ TASKS_PATH = "meta/tasks.jsonl"
 EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 REJECTS_PATH = "meta/rejects.jsonl"
 CARD_PATH = "meta/dataset_card.json"
-STATS_PATH = "meta/stats.json"  # global merged stats (lerobot v2.0 / GR00T); v2.1 loaders ignore it
+STATS_PATH = "meta/stats.json"  # GR00T's global stats (Gr00tFeatureStats); lerobot v2.1 ignores it
 
 
 def episode_chunk(episode_index: int, chunks_size: int = CHUNKS_SIZE) -> int:
@@ -124,12 +124,26 @@ class FeatureStats(BaseModel):
     count: list[int] = Field(min_length=1, max_length=1)
 
 
-class GlobalFeatureStats(FeatureStats):
-    """A feature's entry in `meta/stats.json`: the merged stats and, for numeric (non-camera) features,
-    GR00T's 1st / 99th percentiles, shape (D,)."""
+class Gr00tFeatureStats(BaseModel):
+    """A numeric feature's entry in `meta/stats.json`, exactly GR00T's `DatasetStatisticalValues`
+    (Isaac-GR00T `gr00t/data/schema.py`: max, min, mean, std, q01, q99, each a list of the feature's
+    width). GR00T slices every key of an entry by the modality.json ranges, so an entry holds nothing
+    else (no `count`), and cameras have none (lerobot v2.1 reads `episodes_stats.jsonl`, not this file)."""
 
-    q01: list[Any] | None = None
-    q99: list[Any] | None = None
+    model_config = ConfigDict(extra="forbid")
+    mean: list[float]
+    std: list[float]
+    min: list[float]
+    max: list[float]
+    q01: list[float]
+    q99: list[float]
+
+    @model_validator(mode="after")
+    def _same_width(self) -> Gr00tFeatureStats:
+        widths = {len(v) for v in (self.mean, self.std, self.min, self.max, self.q01, self.q99)}
+        if len(widths) != 1 or 0 in widths:
+            raise ValueError(f"mean/std/min/max/q01/q99 must be non-empty lists of one width, got {widths}")
+        return self
 
 
 class EpisodeStatsRecord(BaseModel):
