@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ingest import video
 from schemas.canonical import VECTOR_DIM, dimension_names
@@ -67,10 +67,6 @@ VECTOR_DTYPES = {
 }
 MASKS = {"observation.state": "observation.state_mask", "action": "action_mask"}
 M = TypeVar("M", bound=BaseModel)
-
-
-class GlobalStats(RootModel[dict[str, Gr00tFeatureStats]]):
-    """`meta/stats.json`: numeric feature -> GR00T's mean / std / min / max / q01 / q99."""
 
 
 class Problem(BaseModel):
@@ -522,6 +518,21 @@ def _check_stray_data(root: Path, episodes: list[_Episode], report: Report) -> N
             _add(report, rel, "(file)", f"not an episode listed in {EPISODES_PATH}")
 
 
+def _parse_gr00t_stats(data: object, report: Report) -> dict[str, Gr00tFeatureStats] | None:
+    """`meta/stats.json` entry by entry (a bad entry is named; the others are still checked)."""
+    if not isinstance(data, dict):
+        _add(report, STATS_PATH, "(file)", "not a JSON object")
+        return None
+    out = {}
+    for key, entry in data.items():
+        try:
+            out[key] = Gr00tFeatureStats.model_validate(entry)
+        except ValidationError as e:
+            for err in e.errors():
+                _add(report, STATS_PATH, f"{key}.{_loc(err)}".rstrip("."), err["msg"])
+    return out
+
+
 def _check_stray_videos(root: Path, info: InfoJson, report: Report) -> None:
     """Every camera folder under videos/ is a camera feature of info.json (and the other way round, per
     episode, in `_check_episode_files`)."""
@@ -531,18 +542,22 @@ def _check_stray_videos(root: Path, info: InfoJson, report: Report) -> None:
             _add(report, folder.relative_to(root).as_posix(), "(folder)", "not a camera feature of info.json")
 
 
-def _check_quantiles(info: InfoJson, stats: dict[str, Gr00tFeatureStats], report: Report) -> None:
+def _check_quantiles(
+    info: InfoJson, stats: dict[str, Gr00tFeatureStats], present: set[str], report: Report
+) -> None:
     """Every numeric feature has GR00T's stats of its width, with min <= q01 <= q99 <= max; nothing
-    else has an entry."""
-    for key in sorted(set(stats) - set(info.features)):
+    else has an entry (`present`: the file's keys, including entries that did not parse)."""
+    for key in sorted(present - set(info.features)):
         _add(report, STATS_PATH, key, "not a feature of info.json")
     for key, feat in info.features.items():
         if feat.dtype in ("video", "string"):
-            if key in stats:
+            if key in present:
                 _add(report, STATS_PATH, key, f"a {feat.dtype} feature has no GR00T stats")
             continue
-        if key not in stats:
+        if key not in present:
             _add(report, STATS_PATH, key, "missing (GR00T normalises with mean/std/min/max/q01/q99)")
+            continue
+        if key not in stats:  # named by _parse_gr00t_stats
             continue
         entry, width = stats[key], math.prod(feat.shape)
         q01, q99 = np.asarray(entry.q01, dtype=np.float64), np.asarray(entry.q99, dtype=np.float64)
@@ -558,9 +573,9 @@ def _check_gr00t_files(root: Path, info: InfoJson, report: Report) -> None:
     when present they must parse, and the modality slices must stay inside the vectors."""
     if (root / STATS_PATH).is_file():
         data = _read_json(root, STATS_PATH, report)
-        stats = None if data is None else _parse(GlobalStats, data, STATS_PATH, report)
+        stats = None if data is None else _parse_gr00t_stats(data, report)
         if stats is not None:
-            _check_quantiles(info, stats.root, report)
+            _check_quantiles(info, stats, set(data), report)
     if (root / MODALITY_PATH).is_file():
         data = _read_json(root, MODALITY_PATH, report)
         modality = None if data is None else _parse(ModalityJson, data, MODALITY_PATH, report)

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from ingest.errors import EpisodeError
 from ingest.validate import validate_dataset
@@ -237,13 +238,55 @@ def test_global_stats_equal_numpy_over_all_frames(dataset: Path, episodes: list[
     state = np.concatenate([ep.state for ep in episodes])
     for name, want in expected_stats(state).items():
         np.testing.assert_allclose(stats["observation.state"][name], want, rtol=1e-5, atol=1e-6)
-    assert stats["observation.state"]["count"] == [12]
     np.testing.assert_allclose(stats["index"]["std"], [np.arange(12).std()])
-    assert stats[CAM]["count"] == [12] and np.asarray(stats[CAM]["mean"]).shape == (3, 1, 1)
     np.testing.assert_allclose(stats["observation.state"]["q01"], np.quantile(state, 0.01, axis=0), rtol=1e-5)
     np.testing.assert_allclose(stats["observation.state"]["q99"], np.quantile(state, 0.99, axis=0), rtol=1e-5)
     assert stats["index"]["q99"] == [pytest.approx(np.quantile(np.arange(12), 0.99))]
-    assert "q01" not in stats[CAM]  # GR00T has no quantiles for cameras
+    # exactly GR00T's keys: no `count` (GR00T slices every key by the modality ranges), no cameras
+    assert {tuple(v) for v in stats.values()} == {("mean", "std", "min", "max", "q01", "q99")}
+    assert CAM not in stats
+
+
+class Gr00tStatisticalValues(BaseModel):
+    """Isaac-GR00T's `DatasetStatisticalValues` (gr00t/data/schema.py), written here from its definition:
+    six required arrays, nothing else accepted (its loader slices every key of an entry)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    max: np.ndarray
+    min: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    q01: np.ndarray
+    q99: np.ndarray
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _array(cls, v: object) -> np.ndarray:
+        return np.asarray(v, dtype=np.float64)
+
+
+def gr00t_load_stats(root: Path) -> dict[str, dict[str, Gr00tStatisticalValues]]:
+    """What GR00T's LeRobot loader does with meta/stats.json and meta/modality.json: for every state /
+    action group, every statistic of its original key sliced by the group's [start, end)."""
+    stats, modality = (json.loads((root / f"meta/{n}.json").read_text()) for n in ("stats", "modality"))
+    out: dict[str, dict[str, Gr00tStatisticalValues]] = {}
+    for group, default in (("state", "observation.state"), ("action", "action")):
+        out[group] = {}
+        for name, sl in modality[group].items():
+            entry = stats[sl.get("original_key", default)]
+            idx = np.arange(sl["start"], sl["end"])
+            out[group][name] = Gr00tStatisticalValues(**{k: np.asarray(v)[idx] for k, v in entry.items()})
+    return out
+
+
+def test_stats_json_loads_as_gr00t_does(dataset: Path) -> None:
+    """Every group of modality.json gets GR00T's six statistics of its own width, equal to the slice of
+    the merged feature stats (a `count` key would fail: [12][idx] is out of range)."""
+    loaded = gr00t_load_stats(dataset)
+    stats = json.loads((dataset / "meta/stats.json").read_text())
+    grip = loaded["state"]["right_gripper"]
+    assert grip.q99.shape == (1,) and grip.mean[0] == pytest.approx(stats["observation.state"]["mean"][82])
+    assert loaded["action"]["left_keypoints"].std.shape == (63,)
 
 
 def test_quantiles_of_a_large_dataset_come_from_every_kth_episode(
@@ -254,7 +297,9 @@ def test_quantiles_of_a_large_dataset_come_from_every_kth_episode(
     stats = json.loads((dataset / "meta/stats.json").read_text())
     want = np.quantile(episodes[0].action, [0.01, 0.99], axis=0)
     np.testing.assert_allclose([stats["action"]["q01"], stats["action"]["q99"]], want, rtol=1e-5)
-    assert stats["action"]["count"] == [12]  # the moments still cover every frame
+    np.testing.assert_allclose(  # the moments still cover every frame
+        stats["action"]["mean"], np.concatenate([ep.action for ep in episodes]).mean(0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_meta_rebuilt_after_deletion_is_identical(dataset: Path) -> None:
