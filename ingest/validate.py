@@ -579,9 +579,10 @@ def _check_gr00t_files(root: Path, info: InfoJson, report: Report) -> None:
     if (root / MODALITY_PATH).is_file():
         data = _read_json(root, MODALITY_PATH, report)
         modality = None if data is None else _parse(ModalityJson, data, MODALITY_PATH, report)
-        for group, key in (("state", "observation.state"), ("action", "action")):
-            width = info.features[key].shape[0] if key in info.features else 0
+        for group, default in (("state", "observation.state"), ("action", "action")):
             for name, sl in (getattr(modality, group) if modality else {}).items():
+                key = sl.original_key or default
+                width = math.prod(info.features[key].shape) if key in info.features else 0
                 if not 0 <= sl.start < sl.end <= width:
                     _add(
                         report, MODALITY_PATH, f"{group}.{name}", f"slice {sl.start}:{sl.end} outside {width}"

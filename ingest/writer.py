@@ -47,9 +47,11 @@ from schemas.lerobot import (
     FeatureStats,
     Gr00tFeatureStats,
     InfoJson,
+    ModalitySlice,
     TaskRecord,
     VideoInfo,
     data_path,
+    dimension_groups,
     episode_chunk,
     modality_json,
     video_path,
@@ -583,6 +585,18 @@ def build_card(
     )
 
 
+NATIVE_STATE, NATIVE_ACTION = "observation.joints", "action.native"
+
+
+def native_groups(info: InfoJson, key: str) -> dict[str, ModalitySlice] | None:
+    """GR00T groups of a native column (`dimension_groups` of its names), for a dataset whose canonical
+    state (or action) is masked everywhere (a joint-only robot); None when the dataset has no such column."""
+    feat = info.features.get(key)
+    if feat is None or not isinstance(feat.names, list):
+        return None
+    return dimension_groups(feat.names, key)
+
+
 def info_json_text(info: InfoJson) -> str:
     """`info.json` as lerobot writes it: video `info` dicts with `video.*` keys, no `info` key elsewhere."""
     data = info.model_dump(mode="json", by_alias=True)
@@ -627,7 +641,9 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
     _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
     _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
     annotations = [k for k in info.features if k.startswith(ANNOTATION_PREFIX)]
-    modality = modality_json(info.video_keys(), annotations)
+    state = native_groups(info, NATIVE_STATE) if published and not card.valid_state_dims else None
+    action = native_groups(info, NATIVE_ACTION) if published and not card.valid_action_dims else None
+    modality = modality_json(info.video_keys(), annotations, state, action)
     _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
     return info
 

@@ -11,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pydantic import BaseModel, ConfigDict, field_validator
 
 from ingest.errors import EpisodeError
 from ingest.validate import validate_dataset
@@ -33,6 +32,7 @@ from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.lerobot import InfoJson, data_path, video_path
 from schemas.reject import RejectRecord
 from tests.fixtures.configs import CAM, SRC_CFG, VCFG, make_source
+from tests.fixtures.gr00t import gr00t_load_stats
 
 REJECTS = [RejectRecord(source_path="bad.hdf5", stage="read", error="boom")]
 VEC = pa.list_(pa.float32(), VECTOR_DIM)
@@ -245,38 +245,6 @@ def test_global_stats_equal_numpy_over_all_frames(dataset: Path, episodes: list[
     # exactly GR00T's keys: no `count` (GR00T slices every key by the modality ranges), no cameras
     assert {tuple(v) for v in stats.values()} == {("mean", "std", "min", "max", "q01", "q99")}
     assert CAM not in stats
-
-
-class Gr00tStatisticalValues(BaseModel):
-    """Isaac-GR00T's `DatasetStatisticalValues` (gr00t/data/schema.py), written here from its definition:
-    six required arrays, nothing else accepted (its loader slices every key of an entry)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
-    max: np.ndarray
-    min: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    q01: np.ndarray
-    q99: np.ndarray
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _array(cls, v: object) -> np.ndarray:
-        return np.asarray(v, dtype=np.float64)
-
-
-def gr00t_load_stats(root: Path) -> dict[str, dict[str, Gr00tStatisticalValues]]:
-    """What GR00T's LeRobot loader does with meta/stats.json and meta/modality.json: for every state /
-    action group, every statistic of its original key sliced by the group's [start, end)."""
-    stats, modality = (json.loads((root / f"meta/{n}.json").read_text()) for n in ("stats", "modality"))
-    out: dict[str, dict[str, Gr00tStatisticalValues]] = {}
-    for group, default in (("state", "observation.state"), ("action", "action")):
-        out[group] = {}
-        for name, sl in modality[group].items():
-            entry = stats[sl.get("original_key", default)]
-            idx = np.arange(sl["start"], sl["end"])
-            out[group][name] = Gr00tStatisticalValues(**{k: np.asarray(v)[idx] for k, v in entry.items()})
-    return out
 
 
 def test_stats_json_loads_as_gr00t_does(dataset: Path) -> None:
