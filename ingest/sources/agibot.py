@@ -10,7 +10,9 @@ Two layouts, both found anywhere under --input (`LAYOUT`):
   (a lone Beta file), id = the folder's path under --input. Its task text is `data_info.json` when there
   is one, else a template from the embodiment (`caption_source: template`); its cameras are the
   `videos/<camera>.mp4` it has (the samples have none: the episode is published without cameras, which
-  lerobot loads; the writer keeps only cameras every episode has). The h5 has the release's datasets.
+  lerobot loads; the writer keeps only cameras every episode has). The h5 has the release's datasets;
+  `aligned_joints.h5` end poses are in the Genie Sim world frame and are taken into the robot base frame
+  with the base's world pose (`robot_base`: `state/robot/position`, `state/robot/orientation` wxyz).
 
 - Time: the h5 `timestamp` (int64 / uint64 nanoseconds) minus the first, strictly increasing; every row is
   resampled to 10 Hz (ingest/stages/resample.py). Row i is video frame i of every camera: a video whose
@@ -274,6 +276,7 @@ class EpisodeFiles:
     task: str
     episode: str
     videos_required = True  # the release ships videos: a missing one is a reject
+    world_frame = False  # end poses in the arm base frame
 
     def proprio(self) -> Path:
         folder = self.root / "proprio_stats" / self.task / self.episode
@@ -303,6 +306,12 @@ class FolderFiles:
 
     folder: Path
     videos_required = False  # the folder has the videos it has
+
+    @property
+    def world_frame(self) -> bool:
+        """Genie Sim A2D `aligned_joints.h5` gives end poses in the sim world (the robot base at
+        `state/robot/*`, the camera extrinsics in the base frame); a Beta file in the arm base frame."""
+        return self.proprio().name == FOLDER_H5_NAMES[0]
 
     @property
     def episode(self) -> str:
@@ -385,14 +394,28 @@ def _extras(p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan) -> dict[
     return extra
 
 
+def world_base(p: Proprio, cfg: AgibotConfig) -> np.ndarray:
+    """`[N, 4, 4]` inverse of the robot base's world pose (`cfg.robot_base`), to take world poses into
+    the base frame."""
+    rb = cfg.robot_base
+    try:
+        R = values_to_rotation(read_field(p, rb.rotation), rb.rotation_convention, "xyz")
+    except ValueError as e:
+        raise EpisodeError(p.path, rb.rotation, str(e)) from e
+    return np.linalg.inv(eef_poses(R, read_field(p, rb.position), np.eye(4)))
+
+
 def _sides(
-    p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan, cam: np.ndarray | None
+    p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan, cam: np.ndarray | None, world: bool
 ) -> dict[Side, hands.SideArrays]:
     out: dict[Side, hands.SideArrays] = {}
+    base_from_world = world_base(p, cfg) if world else None
     for side, arm in (("left", cfg.left), ("right", cfg.right)):
         if arm is None:
             continue
         pose, grip = arm_pose(p, arm), arm_gripper(p, arm)
+        if pose is not None and base_from_world is not None:
+            pose = base_from_world @ pose
         pose10 = None if pose is None else resample.resample_poses(plan, pose)
         grip10 = None if grip is None else resample.resample_linear(plan, grip)
         out[side] = robot_side(pose10, grip10, plan.length, cam)
@@ -421,7 +444,7 @@ def convert_episode(files: Files, cfg: AgibotConfig) -> Converted:
         if cfg.reference_frame == "camera":
             poses = camera_poses(files.extrinsics(cfg.reference_camera), p.rows, cfg.camera_convention)
             cam = resample.resample_poses(plan, poses)
-        sides = _sides(p, cfg, plan, cam)
+        sides = _sides(p, cfg, plan, cam, world=files.world_frame)
         extra = _extras(p, cfg, plan)
     return Converted(
         arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides], extra=extra,
