@@ -456,7 +456,8 @@ def drop_unshared_videos(root: Path, published: Sequence[PublishedEpisode], came
     for ep in published:
         for key in set(ep.videos) - cameras:
             (root / video_path(ep.record.episode_index, key)).unlink(missing_ok=True)
-    for folder in sorted((root / "videos").glob("chunk-*/*")):
+    folders = [*sorted((root / "videos").glob("chunk-*/*")), *sorted((root / "videos").glob("chunk-*"))]
+    for folder in [*folders, root / "videos"]:  # cameras, then chunks, then videos/, each once empty
         if folder.is_dir() and folder.name not in cameras and not any(folder.iterdir()):
             folder.rmdir()
 

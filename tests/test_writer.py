@@ -444,3 +444,22 @@ def test_rewrite_episode_meta_renumbers_tasks(tmp_path: Path, source: Path) -> N
     assert pq.read_table(root / data_path(1))["task_index"].to_pylist() == [2] * 3
     assert validate_dataset(root) == []
     assert rewrite_episode_meta(root, update) == 0  # a second run changes nothing
+
+
+def test_a_camera_some_episodes_lack_is_not_published(tmp_path: Path, source: Path) -> None:
+    """Episode 1 has no camera (a record whose camera the source flags absent): the dataset's features
+    are the same for every episode, so the camera is not a feature, episode 0's video is removed, the
+    camera has no stats, and the dataset validates."""
+    root, start, tasks = tmp_path / "ds", 0, {}
+    eps = [make_episode(7, "pick the cup", source, 0), make_episode(5, "open the door", None, 1)]
+    for i, ep in enumerate(eps):
+        stage_episode(ep, tmp_path / "staging" / f"s{i}", VCFG)
+        publish_episode(tmp_path / "staging" / f"s{i}", root, i, start, tasks)
+        start += ep.length
+    assert (root / video_path(0, CAM)).is_file()  # published with its episode
+    info = finalize_meta(root, "egodex", SRC_CFG, [])
+    assert info.video_keys() == [] and info.total_videos == 0 and info.video_path is None
+    assert not (root / video_path(0, CAM)).exists() and not (root / "videos/chunk-000").exists()
+    lines = (root / "meta/episodes_stats.jsonl").read_text().splitlines()
+    assert all(CAM not in json.loads(x)["stats"] for x in lines)
+    assert validate_dataset(root) == []
