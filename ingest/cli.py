@@ -53,7 +53,7 @@ def run(
     ] = None,
 ) -> None:
     """Convert every episode of SOURCE under --input into a LeRobot v2.1 dataset."""
-    from ingest.job import RunOptions, SectionError
+    from ingest.job import DiscoveryError, RunOptions, SectionError
     from ingest.job import run as run_job
 
     if mano_dir is not None:  # read by the sections that need MANO (schemas/sources_hot3d.py)
@@ -74,7 +74,7 @@ def run(
     post_caption = _post_caption(opts.pipelines, caption_args)
     try:
         summary = run_job(opts)
-    except (FileNotFoundError, SectionError) as e:  # missing --input or MANO files; no section fits
+    except (FileNotFoundError, SectionError, DiscoveryError) as e:  # no input, no section fits, 0 found
         typer.echo(f"ingest run: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(

@@ -33,6 +33,7 @@ from ingest.errors import EpisodeError
 from ingest.label import TierCounts, tier_counts
 from ingest.sources import get_source
 from ingest.sources.base import PartReject, SourceEpisodeRef
+from ingest.sources.rlds import RldsError
 from ingest.stages import quality
 from schemas.episode import CanonicalEpisode
 from schemas.lerobot import REJECTS_PATH
@@ -317,6 +318,11 @@ class SectionError(ValueError):
     """No single pipelines.yaml section fits `ingest run <format>` for this input."""
 
 
+class DiscoveryError(ValueError):
+    """Discovery refused --input (not the source's layout, a mapping that does not fit it) or found no
+    source episode there: the run stops before writing anything, naming what the source expects."""
+
+
 def pick_section(pipes: PipelinesFile, source: str, root: Path) -> str:
     """`source` when pipelines.yaml has that section; for a format name without one (`ingest run lerobot`),
     the one section of that format whose mapping fits the input (its `discover` accepts it)."""
@@ -347,7 +353,13 @@ def run(opts: RunOptions) -> RunSummary:
     if section != opts.source:  # the dataset keeps the name typed; its card names the section used
         opts = opts.model_copy(update={"source": section, "name": opts.name or opts.source})
     cfg = pipes.source(opts.source)
-    refs = get_source(cfg.format).discover(opts.input, cfg)[: opts.limit]
+    source = get_source(cfg.format)
+    try:
+        refs = source.discover(opts.input, cfg)[: opts.limit]
+    except (EpisodeError, RldsError) as e:
+        raise DiscoveryError(f"{e} ({cfg.format} expects {source.layout})") from e
+    if not refs:
+        raise DiscoveryError(f"{opts.input}: no {cfg.format} episode found; it expects {source.layout}")
     root = opts.dataset_root
     with dataset_lock(root):
         publisher = Publisher(root)

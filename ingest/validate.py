@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ingest import video
 from schemas.camera import CAMERAS_PATH, POSE_NAMES, CameraRecord
@@ -42,7 +42,7 @@ from schemas.lerobot import (
     EpisodeStatsRecord,
     Feature,
     FeatureStats,
-    GlobalFeatureStats,
+    Gr00tFeatureStats,
     InfoJson,
     ModalityJson,
     TaskRecord,
@@ -68,10 +68,6 @@ VECTOR_DTYPES = {
 }
 MASKS = {"observation.state": "observation.state_mask", "action": "action_mask"}
 M = TypeVar("M", bound=BaseModel)
-
-
-class GlobalStats(RootModel[dict[str, GlobalFeatureStats]]):
-    """`meta/stats.json`: feature -> merged stats (+ q01 / q99)."""
 
 
 class Problem(BaseModel):
@@ -523,19 +519,52 @@ def _check_stray_data(root: Path, episodes: list[_Episode], report: Report) -> N
             _add(report, rel, "(file)", f"not an episode listed in {EPISODES_PATH}")
 
 
-def _check_quantiles(info: InfoJson, stats: dict[str, GlobalFeatureStats], report: Report) -> None:
-    """Every numeric feature has GR00T's q01 / q99 of its width, with min <= q01 <= q99 <= max."""
+def _parse_gr00t_stats(data: object, report: Report) -> dict[str, Gr00tFeatureStats] | None:
+    """`meta/stats.json` entry by entry (a bad entry is named; the others are still checked)."""
+    if not isinstance(data, dict):
+        _add(report, STATS_PATH, "(file)", "not a JSON object")
+        return None
+    out = {}
+    for key, entry in data.items():
+        try:
+            out[key] = Gr00tFeatureStats.model_validate(entry)
+        except ValidationError as e:
+            for err in e.errors():
+                _add(report, STATS_PATH, f"{key}.{_loc(err)}".rstrip("."), err["msg"])
+    return out
+
+
+def _check_stray_videos(root: Path, info: InfoJson, report: Report) -> None:
+    """Every camera folder under videos/ is a camera feature of info.json (and the other way round, per
+    episode, in `_check_episode_files`)."""
+    cameras = set(info.video_keys())
+    for folder in sorted((root / "videos").glob("chunk-*/*")):
+        if folder.is_dir() and folder.name not in cameras:
+            _add(report, folder.relative_to(root).as_posix(), "(folder)", "not a camera feature of info.json")
+
+
+def _check_quantiles(
+    info: InfoJson, stats: dict[str, Gr00tFeatureStats], present: set[str], report: Report
+) -> None:
+    """Every numeric feature has GR00T's stats of its width, with min <= q01 <= q99 <= max; nothing
+    else has an entry (`present`: the file's keys, including entries that did not parse)."""
+    for key in sorted(present - set(info.features)):
+        _add(report, STATS_PATH, key, "not a feature of info.json")
     for key, feat in info.features.items():
-        if feat.dtype in ("video", "string") or key not in stats:
+        if feat.dtype in ("video", "string"):
+            if key in present:
+                _add(report, STATS_PATH, key, f"a {feat.dtype} feature has no GR00T stats")
+            continue
+        if key not in present:
+            _add(report, STATS_PATH, key, "missing (GR00T normalises with mean/std/min/max/q01/q99)")
+            continue
+        if key not in stats:  # named by _parse_gr00t_stats
             continue
         entry, width = stats[key], math.prod(feat.shape)
-        if entry.q01 is None or entry.q99 is None:
-            _add(report, STATS_PATH, f"{key}.q01", "q01 / q99 missing (GR00T normalises with them)")
-            continue
         q01, q99 = np.asarray(entry.q01, dtype=np.float64), np.asarray(entry.q99, dtype=np.float64)
         lo, hi = np.asarray(entry.min, dtype=np.float64), np.asarray(entry.max, dtype=np.float64)
-        if q01.shape != (width,) or q99.shape != (width,):
-            _add(report, STATS_PATH, f"{key}.q01", f"shapes {q01.shape}, {q99.shape}, expected ({width},)")
+        if q01.shape != (width,):
+            _add(report, STATS_PATH, f"{key}.q01", f"width {q01.shape[0]}, expected {width}")
         elif not (lo - 1e-6 <= q01).all() or not (q01 <= q99 + 1e-9).all() or not (q99 <= hi + 1e-6).all():
             _add(report, STATS_PATH, f"{key}.q01", "not min <= q01 <= q99 <= max")
 
@@ -545,15 +574,16 @@ def _check_gr00t_files(root: Path, info: InfoJson, report: Report) -> None:
     when present they must parse, and the modality slices must stay inside the vectors."""
     if (root / STATS_PATH).is_file():
         data = _read_json(root, STATS_PATH, report)
-        stats = None if data is None else _parse(GlobalStats, data, STATS_PATH, report)
+        stats = None if data is None else _parse_gr00t_stats(data, report)
         if stats is not None:
-            _check_quantiles(info, stats.root, report)
+            _check_quantiles(info, stats, set(data), report)
     if (root / MODALITY_PATH).is_file():
         data = _read_json(root, MODALITY_PATH, report)
         modality = None if data is None else _parse(ModalityJson, data, MODALITY_PATH, report)
-        for group, key in (("state", "observation.state"), ("action", "action")):
-            width = info.features[key].shape[0] if key in info.features else 0
+        for group, default in (("state", "observation.state"), ("action", "action")):
             for name, sl in (getattr(modality, group) if modality else {}).items():
+                key = sl.original_key or default
+                width = math.prod(info.features[key].shape) if key in info.features else 0
                 if not 0 <= sl.start < sl.end <= width:
                     _add(
                         report, MODALITY_PATH, f"{group}.{name}", f"slice {sl.start}:{sl.end} outside {width}"
@@ -717,6 +747,8 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
     card = None if card_raw is None else _parse(DatasetCard, card_raw, CARD_PATH, report)
     if info is None or episodes is None or tasks is None:
         return report
+    if not episodes:
+        _add(report, EPISODES_PATH, "(file)", "no episodes (a dataset has at least one)")
     _check_info(info, report)
     _check_tasks(tasks, report)
     _check_totals(info, episodes, tasks, report)
@@ -733,6 +765,7 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
         report.extend(res.problems)
     _check_index_contiguity(episodes, results, report)
     _check_stray_data(root, episodes, report)
+    _check_stray_videos(root, info, report)
     _check_gr00t_files(root, info, report)
     _check_cameras(root, info, episodes, report)
     _check_latents(root, info, episodes, report)

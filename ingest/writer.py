@@ -46,10 +46,13 @@ from schemas.lerobot import (
     EpisodeStatsRecord,
     Feature,
     FeatureStats,
+    Gr00tFeatureStats,
     InfoJson,
+    ModalitySlice,
     TaskRecord,
     VideoInfo,
     data_path,
+    dimension_groups,
     episode_chunk,
     modality_json,
     video_path,
@@ -459,12 +462,25 @@ def check_numbering(published: Sequence[PublishedEpisode]) -> None:
 
 
 def camera_infos(published: Sequence[PublishedEpisode]) -> dict[str, VideoInfo]:
-    """Camera key -> VideoInfo of the first episode that has it, in first-appearance order."""
+    """Camera key -> VideoInfo of the first episode that has it, in first-appearance order: only the
+    cameras every published episode has (a dataset's features are the same for every episode; a camera
+    some source records lack, e.g. a Bridge camera flagged absent, is not published)."""
     infos: dict[str, VideoInfo] = {}
     for ep in published:
         for key, info in ep.videos.items():
             infos.setdefault(key, info)
-    return infos
+    return {k: v for k, v in infos.items() if all(k in ep.videos for ep in published)}
+
+
+def drop_unshared_videos(root: Path, published: Sequence[PublishedEpisode], cameras: set[str]) -> None:
+    """Remove the published videos of cameras that are not dataset features (see `camera_infos`)."""
+    for ep in published:
+        for key in set(ep.videos) - cameras:
+            (root / video_path(ep.record.episode_index, key)).unlink(missing_ok=True)
+    folders = [*sorted((root / "videos").glob("chunk-*/*")), *sorted((root / "videos").glob("chunk-*"))]
+    for folder in [*folders, root / "videos"]:  # cameras, then chunks, then videos/, each once empty
+        if folder.is_dir() and folder.name not in cameras and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def build_features(published: Sequence[PublishedEpisode]) -> dict[str, Feature]:
@@ -505,6 +521,11 @@ def build_info(published: Sequence[PublishedEpisode], robot_type: str) -> InfoJs
     )
 
 
+def episode_stats(ep: PublishedEpisode, features: dict[str, Feature]) -> dict[str, FeatureStats]:
+    """An episode's stats of the dataset's features (a camera that is not published has none)."""
+    return {k: v for k, v in ep.stats.items() if k in features}
+
+
 def global_stats(published: Sequence[PublishedEpisode]) -> dict[str, FeatureStats]:
     """Per-feature merge over all episodes (`meta/episodes_stats.jsonl` merged, as lerobot does)."""
     keys = list(dict.fromkeys(k for ep in published for k in ep.stats))
@@ -539,14 +560,20 @@ def quantiles(values: np.ndarray) -> tuple[list[float], list[float]]:
     return q[0].tolist(), q[1].tolist()
 
 
-def gr00t_stats(root: Path, published: Sequence[PublishedEpisode]) -> dict[str, dict[str, list]]:
-    """`meta/stats.json` as GR00T reads it: the merged stats plus `q01` / `q99` for every numeric column
-    (cameras have none), estimated from `quantile_sample`."""
-    stats = {k: v.model_dump() for k, v in global_stats(published).items()}
-    for name, values in quantile_sample(root, published).items():
-        if name in stats:
-            stats[name]["q01"], stats[name]["q99"] = quantiles(values)
-    return stats
+def gr00t_stats(
+    root: Path, published: Sequence[PublishedEpisode], info: InfoJson
+) -> dict[str, Gr00tFeatureStats]:
+    """`meta/stats.json` as GR00T reads it: for every numeric feature the merged mean / std / min / max
+    and `q01` / `q99` estimated from `quantile_sample`; no `count`, no cameras (Gr00tFeatureStats)."""
+    merged, sample = global_stats(published), quantile_sample(root, published)
+    out = {}
+    for name, st in merged.items():
+        feat = info.features.get(name)
+        if feat is None or feat.dtype in ("video", "string") or name not in sample:
+            continue
+        q01, q99 = quantiles(sample[name])
+        out[name] = Gr00tFeatureStats(mean=st.mean, std=st.std, min=st.min, max=st.max, q01=q01, q99=q99)
+    return out
 
 
 def build_card(
@@ -578,6 +605,18 @@ def build_card(
         pipeline_version=PIPELINE_VERSION,
         pipeline_config_sha256=config_sha256(cfg),
     )
+
+
+NATIVE_STATE, NATIVE_ACTION = "observation.joints", "action.native"
+
+
+def native_groups(info: InfoJson, key: str) -> dict[str, ModalitySlice] | None:
+    """GR00T groups of a native column (`dimension_groups` of its names), for a dataset whose canonical
+    state (or action) is masked everywhere (a joint-only robot); None when the dataset has no such column."""
+    feat = info.features.get(key)
+    if feat is None or not isinstance(feat.names, list):
+        return None
+    return dimension_groups(feat.names, key)
 
 
 def info_json_text(info: InfoJson) -> str:
@@ -617,21 +656,26 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
     check_numbering(published)
     info = build_info(published, robot_type=cfg.embodiment)
     tasks = [TaskRecord(task_index=i, task=t) for t, i in task_table(published).items()]
-    episode_stats = [
-        EpisodeStatsRecord(episode_index=ep.record.episode_index, stats=ep.stats) for ep in published
+    drop_unshared_videos(root, published, set(info.video_keys()))
+    ep_stats = [
+        EpisodeStatsRecord(episode_index=ep.record.episode_index, stats=episode_stats(ep, info.features))
+        for ep in published
     ]
-    stats = gr00t_stats(root, published)
+    stats = gr00t_stats(root, published, info)
     _write_atomic(root / INFO_PATH, info_json_text(info))
     _write_atomic(root / EPISODES_PATH, _jsonl([ep.record for ep in published]))
     _write_atomic(root / TASKS_PATH, _jsonl(tasks))
-    _write_atomic(root / EPISODES_STATS_PATH, _jsonl(episode_stats))
-    _write_atomic(root / STATS_PATH, json.dumps(stats, indent=2) + "\n")
+    _write_atomic(root / EPISODES_STATS_PATH, _jsonl(ep_stats))
+    stats_json = {k: v.model_dump() for k, v in stats.items()}
+    _write_atomic(root / STATS_PATH, json.dumps(stats_json, indent=2) + "\n")
     card = build_card(published, source_name, cfg, len(rejects))
     _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
     _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
     _write_atomic(root / CAMERAS_PATH, _jsonl(camera_records(published)))
     annotations = [k for k in info.features if k.startswith(ANNOTATION_PREFIX)]
-    modality = modality_json(info.video_keys(), annotations)
+    state = native_groups(info, NATIVE_STATE) if published and not card.valid_state_dims else None
+    action = native_groups(info, NATIVE_ACTION) if published and not card.valid_action_dims else None
+    modality = modality_json(info.video_keys(), annotations, state, action)
     _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
     return info
 

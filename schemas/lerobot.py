@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.episode import EpisodeMeta
 
@@ -21,7 +22,7 @@ TASKS_PATH = "meta/tasks.jsonl"
 EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 REJECTS_PATH = "meta/rejects.jsonl"
 CARD_PATH = "meta/dataset_card.json"
-STATS_PATH = "meta/stats.json"  # global merged stats (lerobot v2.0 / GR00T); v2.1 loaders ignore it
+STATS_PATH = "meta/stats.json"  # GR00T's global stats (Gr00tFeatureStats); lerobot v2.1 ignores it
 
 
 def episode_chunk(episode_index: int, chunks_size: int = CHUNKS_SIZE) -> int:
@@ -124,12 +125,26 @@ class FeatureStats(BaseModel):
     count: list[int] = Field(min_length=1, max_length=1)
 
 
-class GlobalFeatureStats(FeatureStats):
-    """A feature's entry in `meta/stats.json`: the merged stats and, for numeric (non-camera) features,
-    GR00T's 1st / 99th percentiles, shape (D,)."""
+class Gr00tFeatureStats(BaseModel):
+    """A numeric feature's entry in `meta/stats.json`, exactly GR00T's `DatasetStatisticalValues`
+    (Isaac-GR00T `gr00t/data/schema.py`: max, min, mean, std, q01, q99, each a list of the feature's
+    width). GR00T slices every key of an entry by the modality.json ranges, so an entry holds nothing
+    else (no `count`), and cameras have none (lerobot v2.1 reads `episodes_stats.jsonl`, not this file)."""
 
-    q01: list[Any] | None = None
-    q99: list[Any] | None = None
+    model_config = ConfigDict(extra="forbid")
+    mean: list[float]
+    std: list[float]
+    min: list[float]
+    max: list[float]
+    q01: list[float]
+    q99: list[float]
+
+    @model_validator(mode="after")
+    def _same_width(self) -> Gr00tFeatureStats:
+        widths = {len(v) for v in (self.mean, self.std, self.min, self.max, self.q01, self.q99)}
+        if len(widths) != 1 or 0 in widths:
+            raise ValueError(f"mean/std/min/max/q01/q99 must be non-empty lists of one width, got {widths}")
+        return self
 
 
 class EpisodeStatsRecord(BaseModel):
@@ -144,13 +159,15 @@ MODALITY_PATH = "meta/modality.json"
 
 
 class ModalitySlice(BaseModel):
-    """A named `[start, end)` slice of `observation.state` or `action` (GR00T's modality.json)."""
+    """A named `[start, end)` slice of `observation.state` or `action` (GR00T's modality.json), or of
+    the column `original_key` names."""
 
     model_config = ConfigDict(extra="forbid")
     start: int = Field(ge=0)
     end: int = Field(gt=0)
     absolute: bool = True
     rotation_type: str | None = None
+    original_key: str | None = None
 
 
 class ModalityJson(BaseModel):
@@ -161,23 +178,61 @@ class ModalityJson(BaseModel):
     annotation: dict[str, dict[str, str]]
 
 
-def modality_json(video_keys: list[str], annotation_keys: Sequence[str] = ()) -> ModalityJson:
+def _group_name(name: str) -> str:
+    """A dimension's group: `state.left_arm.3` -> `left_arm`, `left_arm_joint1` -> `left_arm_joint`,
+    `joint_position.0` -> `joint_position` (dots become `_`: GR00T splits keys at the first dot)."""
+    for prefix in ("state.", "action.", "observation."):
+        name = name.removeprefix(prefix)
+    return re.sub(r"[._]?\d+$", "", name).replace(".", "_") or "joints"
+
+
+def dimension_groups(names: Sequence[str], original_key: str) -> dict[str, ModalitySlice]:
+    """Consecutive dimensions of one group (`_group_name`) as one named slice of `original_key`; a name
+    that comes back later gets `_2`, `_3`, ..."""
+    groups: dict[str, ModalitySlice] = {}
+    start = 0
+    for i in range(1, len(names) + 1):
+        if i < len(names) and _group_name(names[i]) == _group_name(names[start]):
+            continue
+        base, n = _group_name(names[start]), 2
+        key = base
+        while key in groups:
+            key, n = f"{base}_{n}", n + 1
+        groups[key] = ModalitySlice(start=start, end=i, original_key=original_key)
+        start = i
+    return groups
+
+
+def modality_json(
+    video_keys: list[str],
+    annotation_keys: Sequence[str] = (),
+    state: dict[str, ModalitySlice] | None = None,
+    action: dict[str, ModalitySlice] | None = None,
+) -> ModalityJson:
     """The canonical vector's parts as GR00T modality slices; cameras renamed to their last key part.
+    `state` / `action` replace the canonical groups (a joint-only dataset: its native joint groups).
 
     Action position and rotation are deltas (`absolute: false`); gripper and keypoints are targets."""
     from schemas.canonical import PARTS, SIDES, part_slice
 
     rotation = {"rotation": "rotation_6d"}
-    state, action = {}, {}
+    state_groups, action_groups = {}, {}
     for side in SIDES:
         for part in PARTS:
             sl = part_slice(side, part)
             key = f"{side}_{part}"
             rot = rotation.get(part)
-            state[key] = ModalitySlice(start=sl.start, end=sl.stop, rotation_type=rot)
+            state_groups[key] = ModalitySlice(start=sl.start, end=sl.stop, rotation_type=rot)
             delta = part in ("position", "rotation")
-            action[key] = ModalitySlice(start=sl.start, end=sl.stop, absolute=not delta, rotation_type=rot)
+            action_groups[key] = ModalitySlice(
+                start=sl.start, end=sl.stop, absolute=not delta, rotation_type=rot
+            )
     video = {k.removeprefix("observation.images."): {"original_key": k} for k in video_keys}
     annotation = {"human.task_description": {"original_key": "task_index"}}
     annotation.update({k.removeprefix("annotation."): {"original_key": k} for k in annotation_keys})
-    return ModalityJson(state=state, action=action, video=video, annotation=annotation)
+    return ModalityJson(
+        state=state_groups if state is None else state,
+        action=action_groups if action is None else action,
+        video=video,
+        annotation=annotation,
+    )

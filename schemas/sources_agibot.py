@@ -59,6 +59,25 @@ def _joints() -> list[NamedField]:
     return [NamedField(key="state/joint/position", names=arm)]
 
 
+class RobotBase(BaseModel):
+    """Where the robot base's pose in the sim world is (Genie Sim A2D `aligned_joints.h5`, whose end
+    poses are world poses): `T_base_eef = inv(T_world_base) @ T_world_eef`."""
+
+    model_config = ConfigDict(extra="forbid")
+    position: str = "state/robot/position"
+    rotation: str = "state/robot/orientation"
+    rotation_convention: Literal["quat_xyzw", "quat_wxyz"] = "quat_wxyz"  # the A2D sample: [1, 0, 0, 0]
+
+
+class AlignedArms(BaseModel):
+    """The arm mappings of Genie Sim A2D `aligned_joints.h5` folders where they differ from the release's
+    (that file stores other quaternion orders and another end point)."""
+
+    model_config = ConfigDict(extra="forbid")
+    left: ArmMapping | None = None
+    right: ArmMapping | None = None
+
+
 class AgibotConfig(SourceConfig):
     """An AgiBot World (Alpha / Beta) release folder: `observations/`, `proprio_stats/`, `task_info/`,
     `parameters/`."""
@@ -76,6 +95,12 @@ class AgibotConfig(SourceConfig):
     joints: list[NamedField] = Field(default_factory=_joints, description="-> observation.joints (linear)")
     hand_joints: list[NamedField] = Field(
         default_factory=list, description="dexterous hands -> observation.hand_joints / action.hand_joints"
+    )
+    robot_base: RobotBase = Field(
+        default_factory=RobotBase, description="aligned_joints.h5 (world-frame end poses): the base pose"
+    )
+    aligned: AlignedArms | None = Field(
+        None, description="aligned_joints.h5 folders: these arms instead of left / right; None: the same"
     )
 
     @model_validator(mode="after")

@@ -19,6 +19,11 @@ The canonical end-effector frame per dataset:
 - `gripper` (1 value) with `gripper_range`: the source values meaning (closed, fully open), mapped linearly
   to [0, 1] (1 = open) and clipped; either order (DROID and RT-1 store 1 = closed: `[1.0, 0.0]`).
 
+A camera is kept only where the record has it: `camera_flags` names each camera's presence flag (a
+per-step or episode-level number or boolean; absent where false at every step), else a record whose frames
+are empty or all black has no such camera. A dataset's cameras are the same for every episode: the writer
+publishes a camera only if every published episode has it (docs/CONTRACT.md, Decisions).
+
 Every key of a section is checked against `features.json` before any record is read: an unknown key, a
 slice outside a feature, or a feature of the wrong kind refuses the whole run, naming key and dataset.
 The defaults are the `bridge_dataset` ("bridge_orig") layout.
@@ -85,6 +90,12 @@ class OxeConfig(SourceConfig):
         description="text features; the first non-empty one is the caption",
     )
     cameras: list[str] | None = Field(None, description="per-step image features; None: all of them")
+    camera_flags: dict[str, str] = Field(
+        default_factory=dict,
+        description="camera key -> the source's presence flag for it (Bridge: episode_metadata/has_image_N); "
+        "a record whose flag is false has no such camera. A camera without a flag is absent from a record "
+        "whose frames are all empty or all black",
+    )
     native_action: list[NamedField] = Field(default_factory=_bridge_action)
     native_state: list[NamedField] = Field(default_factory=_bridge_state)
     joints: list[NamedField] = Field(default_factory=list, description="-> observation.joints (linear)")
@@ -96,6 +107,9 @@ class OxeConfig(SourceConfig):
             raise ValueError("position and rotation must be given together (or neither: joint-only robot)")
         if self.gripper_range[0] == self.gripper_range[1]:
             raise ValueError(f"gripper_range {self.gripper_range}: closed and open values must differ")
+        unmapped = sorted(set(self.camera_flags) - set(self.cameras or self.camera_flags))
+        if unmapped:
+            raise ValueError(f"camera_flags {unmapped}: not in cameras")
         axes = self.euler_order.lower()
         if axes[0] == axes[1] or axes[1] == axes[2]:
             raise ValueError(f"euler_order {self.euler_order!r}: consecutive axes must differ")

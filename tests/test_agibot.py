@@ -368,6 +368,101 @@ def test_real_a2d_files_read() -> None:
     assert cam[0, 2, 3] == pytest.approx(1.3107, abs=1e-3)
 
 
+A2D_ID = "a2d_genie_sim_episode/3335935/A2D0015AB00061/12055373"
+
+
+def _section(name: str) -> AgibotConfig:
+    raw = yaml.safe_load((ROOT / "pipelines.yaml").read_text())["sources"][name]
+    return PipelinesFile.model_validate({"sources": {name: raw}}).source(name)  # type: ignore[return-value]
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not A2D.is_dir(), reason="needs ../shared/realdata/agibot_world")
+def test_real_input_folder_as_it_is_is_two_episode_folders() -> None:
+    """`ingest run agibot --input agibot_world`: the A2D aligned folder and the lone Beta h5, no videos."""
+    refs = SOURCE.discover(REAL, SHIPPED)
+    assert [r.source_episode_id for r in refs] == [A2D_ID, "proprio_stats_beta_sample"]
+    a2d, beta = (SOURCE.convert(r, SHIPPED) for r in refs)
+    (ep,) = a2d
+    with h5py.File(A2D / "aligned_joints.h5") as f:
+        ns = f["timestamp"][()].astype(np.int64)
+        pos, joints = f["state/end/position"][()], f["state/joint/position"][()]
+        quat = f["state/end/orientation"][()].astype(np.float64)
+        base, base_q = f["state/robot/position"][()], f["state/robot/orientation"][()]
+    # Genie Sim's end poses are world poses; the robot base stands still at a yaw-free world pose
+    # (identity quaternion), so the base-frame position is the world position minus the base's
+    assert (base_q == [1, 0, 0, 0]).all() and (base == base[0]).all()
+    pos = pos - base[0]
+    t = (ns - ns[0]) / 1e9
+    tau = fx.out_times(t)
+    assert ep.length == len(tau) == 185 and not ep.videos  # 18.42 s of rows; the sample ships no video
+    for i, side in enumerate(SIDES):
+        want = np.stack([np.interp(tau, t, pos[:, i, a]) for a in range(3)], axis=-1)
+        np.testing.assert_allclose(ep.state[:, part_slice(side, "position")], want, atol=2e-6)
+        # that file's quaternions are wxyz (the `aligned` arms of the section), written out at row 0
+        w, x, y, z = quat[0, i] / np.linalg.norm(quat[0, i])
+        R0 = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z)],
+                       [2 * (x * y + w * z), 1 - 2 * (x * x + z * z)],
+                       [2 * (x * z - w * y), 2 * (y * z + w * x)]])  # fmt: skip
+        np.testing.assert_allclose(ep.state[0, part_slice(side, "rotation")], R0.T.reshape(-1), atol=1e-5)
+    want_j = np.stack([np.interp(tau, t, joints[:, j]) for j in range(14)], axis=-1)
+    np.testing.assert_allclose(ep.extra["observation.joints"].values, want_j, atol=2e-6)
+    # English caption from data_info.json's english_task_name; the source's Chinese text kept
+    assert (ep.meta.caption, ep.meta.task_original) == ("Pack in the supermarket", "超市打包")
+    texts = ep.annotations["annotation.subtask"]
+    assert texts[0] == "" and texts[50] == "Pick up the grape juice on the table with the right arm."
+    assert texts[-1] == "Put the grape juice into the felt bag on the table with the right arm."
+    (b,) = beta
+    assert b.length == 663 and not b.videos and set(b.annotations["annotation.subtask"]) == {""}
+    assert (b.meta.caption, b.meta.caption_source, b.meta.task_original) == ("agibot g1", "template", "")
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not A2D.is_dir(), reason="needs ../shared/realdata/agibot_world")
+def test_real_a2d_in_the_head_camera_frame() -> None:
+    """The `agibot_a2d` section: poses in the head camera frame (OpenGL axes turned to OpenCV's by
+    flipping y and z), checked at the first frame from the JSON and the h5 read here."""
+    cfg = _section("agibot_a2d")
+    (ref,) = [r for r in SOURCE.discover(REAL, cfg) if r.source_episode_id == A2D_ID]
+    (ep,) = SOURCE.convert(ref, cfg)
+    first = json.loads((A2D / "parameters/camera/head_extrinsic_params_aligned.json").read_text())[0]
+    R_gl = np.array(first["extrinsic"]["rotation_matrix"])
+    t_cam = np.array(first["extrinsic"]["translation_vector"])
+    R_cv = R_gl * np.array([1.0, -1.0, -1.0])  # columns y and z flipped
+    with h5py.File(A2D / "aligned_joints.h5") as f:
+        p0 = f["state/end/position"][0].astype(np.float64) - f["state/robot/position"][0]
+    for i, side in enumerate(SIDES):
+        want = R_cv.T @ (p0[i] - t_cam)
+        np.testing.assert_allclose(ep.state[0, part_slice(side, "position")], want, atol=1e-5)
+    # the working right gripper stays 0.2-0.6 m in front of the head camera (OpenCV: +z forward) and,
+    # mid-pick (frame 100, source row 300), projects into the 1280 x 720 head image by its intrinsics
+    right = ep.state[:, part_slice("right", "position")]
+    assert (right[:, 2] > 0.2).all() and (right[:, 2] < 0.6).all()
+    k = json.loads((A2D / "parameters/camera/head_intrinsic_params.json").read_text())
+    x, y, z = right[100]
+    u, v = k["fx"] * x / z + k["ppx"], k["fy"] * y / z + k["ppy"]
+    assert 0 < u < 1280 and 0 < v < 720
+
+
+@pytest.mark.ray
+@pytest.mark.realdata
+@pytest.mark.skipif(not A2D.is_dir(), reason="needs ../shared/realdata/agibot_world")
+@pytest.mark.usefixtures("ray_local")
+def test_real_input_folder_through_the_job(tmp_path: Path) -> None:
+    """`ingest run agibot` on the real folder publishes both episodes without a camera feature (lerobot
+    loads a dataset without video), and the A2D caption stays English."""
+    from ingest.job import RunOptions, run
+    from ingest.validate import validate_dataset
+
+    summary = run(RunOptions(source="agibot", input=REAL, output=tmp_path, workers=1, progress=False))
+    out = tmp_path / "agibot"
+    assert (summary.published, summary.rejected) == (2, 0) and validate_dataset(out) == []
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["total_videos"] == 0 and info["video_path"] is None and not (out / "videos").exists()
+    first = json.loads((out / "meta/episodes.jsonl").read_text().splitlines()[0])
+    assert (first["caption"], first["task_original"]) == ("pack in the supermarket", "超市打包")
+
+
 @pytest.mark.ray
 @pytest.mark.realdata
 @pytest.mark.usefixtures("ray_local")

@@ -66,3 +66,24 @@ def test_catalog_lists_datasets(dataset: Path) -> None:
     frames = json.loads((dataset / "egodex/meta/info.json").read_text())["total_frames"]
     assert result.exit_code == 0
     assert result.output.split("\t")[:3] == ["egodex", "2 episodes", f"{frames} frames"]
+
+
+@pytest.mark.parametrize("source", ["agibot", "egodex", "lerobot_gr00t_gr1", "videos"])
+def test_run_that_discovers_nothing_fails_naming_the_layout(source: str, tmp_path: Path) -> None:
+    """An input where discovery finds nothing: exit 2, one line naming what the source looks for, and
+    no dataset folder written."""
+    from ingest.sources import get_source
+    from schemas.pipelines import PipelinesFile
+
+    empty = tmp_path / "in"
+    (empty / "unrelated").mkdir(parents=True)
+    result = RUNNER.invoke(ingest_app, ["run", source, "-i", str(empty), "-o", str(tmp_path / "out")])
+    fmt = PipelinesFile.load(Path(__file__).resolve().parents[1] / "pipelines.yaml").source(source).format
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    layout = get_source(fmt).layout
+    assert lines[0] in (
+        f"ingest run: {empty}: no {fmt} episode found; it expects {layout}",  # discovery found nothing
+        f"ingest run: {empty}: meta/info.json: no LeRobot dataset here or below ({fmt} expects {layout})",
+    )
+    assert not (tmp_path / "out").exists()

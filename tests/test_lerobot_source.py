@@ -537,3 +537,39 @@ def test_real_lda_published_4_3_with_its_camera_model(tmp_path: Path, box, want)
     assert cam["fx"] == pytest.approx(606.9908447265625 * s) and cam["cx"] == pytest.approx(
         (321.7320556640625 + 0.5) * s - 0.5
     )
+
+
+@pytest.mark.ray
+@pytest.mark.realdata
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+def test_real_gr00t_demo_round_trips_for_gr00t(tmp_path: Path) -> None:
+    """A joint-only dataset: our modality.json has the source's own state / action groups over
+    observation.joints / action.native (not the all-zero canonical slices), and GR00T's loader logic
+    slices our stats.json by them to the source's values at the kept 20 Hz frames (2k)."""
+    from ingest.job import RunOptions, run
+    from ingest.validate import validate_dataset
+    from tests.fixtures.gr00t import gr00t_load_stats
+
+    opts = RunOptions(source="lerobot_gr00t_gr1", input=GR00T, output=tmp_path, workers=1, progress=False)
+    run(opts)
+    out = tmp_path / "lerobot_gr00t_gr1"
+    assert validate_dataset(out) == []
+    ours = json.loads((out / "meta/modality.json").read_text())
+    theirs = json.loads((GR00T / "meta/modality.json").read_text())
+    for group, key in (("state", "observation.joints"), ("action", "action.native")):
+        want = {k: (v["start"], v["end"]) for k, v in theirs[group].items()}
+        assert {k: (v["start"], v["end"]) for k, v in ours[group].items()} == want
+        assert {v["original_key"] for v in ours[group].values()} == {key}
+    loaded = gr00t_load_stats(out)
+    source = np.concatenate(
+        [
+            np.stack(pq.read_table(p).column("observation.state").to_numpy(zero_copy_only=False))[::2]
+            for p in sorted((GR00T / "data/chunk-000").glob("*.parquet"))
+        ]
+    )
+    a, b = theirs["state"]["right_arm"]["start"], theirs["state"]["right_arm"]["end"]
+    right_arm = loaded["state"]["right_arm"]
+    np.testing.assert_allclose(right_arm.max, source[:, a:b].max(0), atol=1e-6)
+    np.testing.assert_allclose(right_arm.q01, np.quantile(source[:, a:b], 0.01, axis=0), atol=1e-5)
+    assert loaded["action"]["left_hand"].mean.shape == (6,)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tests.fixtures.rlds as rlds_fx
+from ingest.errors import EpisodeError
 from ingest.sources import oxe
 from ingest.sources.base import PartReject
 from ingest.sources.rlds import RldsDataset
@@ -247,6 +248,41 @@ def test_empty_instruction_gets_template(tmp_path: Path, monkeypatch: pytest.Mon
     )
 
 
+def test_camera_flag_and_black_frames_make_a_camera_absent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Camera 0 has a presence flag (here `has_language`, 0 in odd records); camera 1 has none and is all
+    black in record 2: each record keeps exactly the cameras it has."""
+    cam0, cam1 = (f"steps/observation/{c}" for c in rlds_fx.CAMERAS[:2])
+    real_features = rlds_fx.episode_features
+
+    def flagged(ep: rlds_fx.Episode, fmt: str) -> dict:
+        e = ep.episode_id - 100
+        if e == 2:
+            ep.images[cam1] = np.zeros_like(ep.images[cam1])
+        flat = real_features(ep, fmt)  # type: ignore[arg-type]
+        flat["episode_metadata/has_language"] = np.array([1 - e % 2], np.int64)
+        return flat
+
+    monkeypatch.setattr(rlds_fx, "episode_features", flagged)
+    fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [3]}, num_steps=N)
+    cfg = make_cfg(
+        splits=["train"], cameras=[cam0, cam1], camera_flags={cam0: "episode_metadata/has_language"}
+    )
+    episodes = convert_shard(fx, "train", 0, cfg)
+    names = [sorted(k.rsplit(".", 1)[-1] for k in ep.videos) for ep in episodes]
+    c0, c1 = rlds_fx.CAMERAS[:2]
+    assert names == [[c0, c1], [c1], [c0]]
+
+
+def test_a_camera_flag_must_be_one_number(tmp_path: Path) -> None:
+    fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [1]}, num_steps=N)
+    cam = f"steps/observation/{rlds_fx.CAMERAS[0]}"
+    cfg = make_cfg(cameras=[cam], camera_flags={cam: "episode_metadata/file_path"})
+    with pytest.raises(EpisodeError, match="file_path: the presence flag"):
+        oxe.SOURCE.discover(fx.root, cfg)
+
+
 @pytest.mark.parametrize("how", ["crc", "truncate"])
 def test_corrupt_record_is_one_named_reject(tmp_path: Path, how: str) -> None:
     fx = rlds_fx.write_rlds_dataset(tmp_path, splits={"train": [3]}, num_steps=N, corrupt=how)
@@ -306,6 +342,30 @@ def test_real_bridge_shards() -> None:
             assert np.isfinite(ep.state).all() and np.isfinite(ep.action).all()
             nearest = np.arange(19) // 2
             np.testing.assert_array_equal(ep.extra["action.native"].values, rec.steps[ACTION][nearest])
-            assert len(ep.videos) == 4 and all(len(v.images or []) == 10 for v in ep.videos.values())
+            # image_3 is all black in every record (its has_image_3 is false, as are the others' flags)
+            assert sorted(ep.videos) == [f"observation.images.image_{i}" for i in range(3)]
+            assert oxe.all_black(rec.images["steps/observation/image_3"])
+            assert not oxe.all_black(rec.images["steps/observation/image_0"])
+            assert all(len(v.images or []) == 10 for v in ep.videos.values())
             grip = ep.state[:, part_slice("right", "gripper")]
             assert ((grip >= 0) & (grip <= 1)).all()
+
+
+@pytest.mark.ray
+@pytest.mark.realdata
+@pytest.mark.usefixtures("ray_local")
+@pytest.mark.skipif(not (REAL / "features.json").is_file(), reason="needs ../shared/realdata/oxe_bridge_rlds")
+def test_real_bridge_run_publishes_no_absent_camera(tmp_path: Path) -> None:
+    """`ingest run oxe` on the real sample: the all-black image_3 is no feature, info.json and the videos
+    folders agree, and the dataset validates."""
+    from ingest.job import RunOptions, run
+    from ingest.validate import validate_dataset
+    from schemas.lerobot import InfoJson
+
+    run(RunOptions(source="oxe", input=REAL, output=tmp_path, workers=1, progress=False))
+    out = tmp_path / "oxe"
+    info = InfoJson.model_validate_json((out / "meta/info.json").read_text())
+    cameras = [f"observation.images.image_{i}" for i in range(3)]
+    assert info.video_keys() == cameras and info.total_videos == 3 * info.total_episodes == 150
+    assert sorted(p.name for p in (out / "videos/chunk-000").iterdir()) == cameras
+    assert validate_dataset(out) == []

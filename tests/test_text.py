@@ -11,9 +11,10 @@ from pathlib import Path
 import h5py
 import pytest
 
+from ingest.captions.template import template_caption
 from ingest.sources.egodex import select_instruction
 from ingest.sources.rlds import iter_records, load_features, parse_example, unflatten
-from ingest.stages.text import clean_instruction, gerund_base, imperative
+from ingest.stages.text import clean_instruction, gerund_base, imperative, is_latin, prefer_english
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 EGODEX, BRIDGE = REAL / "egodex", REAL / "oxe_bridge_rlds" / "bridge_dataset" / "1.0.0"
@@ -205,3 +206,22 @@ def test_every_real_text_is_unified_and_stable() -> None:
         assert got == got.strip() and "  " not in got and "#" not in got and not got.endswith("."), raw
         assert first == first.lower() and gerund_base(first) is None, raw
     assert emptied == {"", "OTHER", "Unspecified"}
+
+
+@pytest.mark.parametrize(
+    ("task_original", "caption", "want"),
+    [
+        ("超市打包", "Pack in the supermarket", "pack in the supermarket"),  # A2D: English caption wins
+        ("Picks up the cup", "拿起杯子", "pick up the cup"),  # the source text first when it is English
+        ("超市打包", "", "超市打包"),  # only Chinese: kept
+        ("", "  ", ""),
+        ("Café: place the crème brûlée", "把甜点放下", "café: place the crème brûlée"),  # accents are Latin
+    ],
+)
+def test_template_caption_prefers_english(task_original: str, caption: str, want: str) -> None:
+    assert template_caption(task_original, caption) == want
+    assert prefer_english([task_original, caption]) == want
+
+
+def test_is_latin_counts_letters_only() -> None:
+    assert is_latin("Put 3 cups, then 2!") and not is_latin("把 3 个杯子放下") and not is_latin("123 ...")

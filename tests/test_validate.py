@@ -92,9 +92,11 @@ def test_good_dataset_is_valid(good: Path) -> None:
     assert validate_dataset(good) == []
 
 
-def test_empty_dataset_is_valid(tmp_path: Path) -> None:
+def test_empty_dataset_is_refused(tmp_path: Path) -> None:
     finalize_meta(tmp_path / "empty", "egodex", SRC_CFG, [])
-    assert validate_dataset(tmp_path / "empty") == []
+    problems = validate_dataset(tmp_path / "empty")
+    assert ("meta/episodes.jsonl", "(file)") in where(problems)
+    assert any("no episodes" in p.message for p in problems)
 
 
 def test_wrong_length(ds: Path) -> None:
@@ -241,7 +243,7 @@ def test_stats_json_quantiles_missing_or_outside_min_max(ds: Path) -> None:
     stats["observation.state"]["q01"] = [v - 1.0 for v in stats["observation.state"]["min"]]
     (ds / "meta/stats.json").write_text(json.dumps(stats))
     assert where(validate_dataset(ds)) == {
-        ("meta/stats.json", "action.q01"),
+        ("meta/stats.json", "action.q99"),
         ("meta/stats.json", "observation.state.q01"),
     }
 
@@ -339,3 +341,25 @@ def test_camera_static_pose(cams: Path) -> None:
     assert validate_dataset(cams) == []
     edit_jsonl(cams / CAMERAS, 1, lambda r: r["pose"][0].__setitem__(0, 0.5))  # a shear, not a rotation
     assert where(validate_dataset(cams)) == {(CAMERAS, f"{CAM}.pose")}
+
+
+def test_stats_json_is_exactly_gr00t_shaped(ds: Path) -> None:
+    """A `count` key (GR00T slices every key), a camera entry and an entry of the wrong width are named."""
+    stats = json.loads((ds / "meta/stats.json").read_text())
+    stats["action"]["count"] = [12]
+    stats[CAM] = {k: [0.5] * 3 for k in ("mean", "std", "min", "max", "q01", "q99")}
+    stats["index"] = {k: v * 2 for k, v in stats["index"].items()}
+    (ds / "meta/stats.json").write_text(json.dumps(stats))
+    assert where(validate_dataset(ds)) == {
+        ("meta/stats.json", "action.count"),
+        ("meta/stats.json", CAM),
+        ("meta/stats.json", "index.q01"),
+    }
+
+
+def test_camera_folder_without_feature(ds: Path) -> None:
+    """info.json and videos/ agree: a camera folder that is not a feature is named."""
+    stray = ds / "videos/chunk-000/observation.images.image_3"
+    stray.mkdir(parents=True)
+    shutil.copy(ds / video_path(0, CAM), stray / "episode_000000.mp4")
+    assert where(validate_dataset(ds)) == {("videos/chunk-000/observation.images.image_3", "(folder)")}

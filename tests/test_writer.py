@@ -32,6 +32,7 @@ from schemas.episode import CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.lerobot import InfoJson, data_path, video_path
 from schemas.reject import RejectRecord
 from tests.fixtures.configs import CAM, SRC_CFG, VCFG, make_source
+from tests.fixtures.gr00t import gr00t_load_stats
 
 REJECTS = [RejectRecord(source_path="bad.hdf5", stage="read", error="boom")]
 VEC = pa.list_(pa.float32(), VECTOR_DIM)
@@ -237,13 +238,23 @@ def test_global_stats_equal_numpy_over_all_frames(dataset: Path, episodes: list[
     state = np.concatenate([ep.state for ep in episodes])
     for name, want in expected_stats(state).items():
         np.testing.assert_allclose(stats["observation.state"][name], want, rtol=1e-5, atol=1e-6)
-    assert stats["observation.state"]["count"] == [12]
     np.testing.assert_allclose(stats["index"]["std"], [np.arange(12).std()])
-    assert stats[CAM]["count"] == [12] and np.asarray(stats[CAM]["mean"]).shape == (3, 1, 1)
     np.testing.assert_allclose(stats["observation.state"]["q01"], np.quantile(state, 0.01, axis=0), rtol=1e-5)
     np.testing.assert_allclose(stats["observation.state"]["q99"], np.quantile(state, 0.99, axis=0), rtol=1e-5)
     assert stats["index"]["q99"] == [pytest.approx(np.quantile(np.arange(12), 0.99))]
-    assert "q01" not in stats[CAM]  # GR00T has no quantiles for cameras
+    # exactly GR00T's keys: no `count` (GR00T slices every key by the modality ranges), no cameras
+    assert {tuple(v) for v in stats.values()} == {("mean", "std", "min", "max", "q01", "q99")}
+    assert CAM not in stats
+
+
+def test_stats_json_loads_as_gr00t_does(dataset: Path) -> None:
+    """Every group of modality.json gets GR00T's six statistics of its own width, equal to the slice of
+    the merged feature stats (a `count` key would fail: [12][idx] is out of range)."""
+    loaded = gr00t_load_stats(dataset)
+    stats = json.loads((dataset / "meta/stats.json").read_text())
+    grip = loaded["state"]["right_gripper"]
+    assert grip.q99.shape == (1,) and grip.mean[0] == pytest.approx(stats["observation.state"]["mean"][82])
+    assert loaded["action"]["left_keypoints"].std.shape == (63,)
 
 
 def test_quantiles_of_a_large_dataset_come_from_every_kth_episode(
@@ -254,7 +265,9 @@ def test_quantiles_of_a_large_dataset_come_from_every_kth_episode(
     stats = json.loads((dataset / "meta/stats.json").read_text())
     want = np.quantile(episodes[0].action, [0.01, 0.99], axis=0)
     np.testing.assert_allclose([stats["action"]["q01"], stats["action"]["q99"]], want, rtol=1e-5)
-    assert stats["action"]["count"] == [12]  # the moments still cover every frame
+    np.testing.assert_allclose(  # the moments still cover every frame
+        stats["action"]["mean"], np.concatenate([ep.action for ep in episodes]).mean(0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_meta_rebuilt_after_deletion_is_identical(dataset: Path) -> None:
@@ -431,3 +444,22 @@ def test_rewrite_episode_meta_renumbers_tasks(tmp_path: Path, source: Path) -> N
     assert pq.read_table(root / data_path(1))["task_index"].to_pylist() == [2] * 3
     assert validate_dataset(root) == []
     assert rewrite_episode_meta(root, update) == 0  # a second run changes nothing
+
+
+def test_a_camera_some_episodes_lack_is_not_published(tmp_path: Path, source: Path) -> None:
+    """Episode 1 has no camera (a record whose camera the source flags absent): the dataset's features
+    are the same for every episode, so the camera is not a feature, episode 0's video is removed, the
+    camera has no stats, and the dataset validates."""
+    root, start, tasks = tmp_path / "ds", 0, {}
+    eps = [make_episode(7, "pick the cup", source, 0), make_episode(5, "open the door", None, 1)]
+    for i, ep in enumerate(eps):
+        stage_episode(ep, tmp_path / "staging" / f"s{i}", VCFG)
+        publish_episode(tmp_path / "staging" / f"s{i}", root, i, start, tasks)
+        start += ep.length
+    assert (root / video_path(0, CAM)).is_file()  # published with its episode
+    info = finalize_meta(root, "egodex", SRC_CFG, [])
+    assert info.video_keys() == [] and info.total_videos == 0 and info.video_path is None
+    assert not (root / video_path(0, CAM)).exists() and not (root / "videos/chunk-000").exists()
+    lines = (root / "meta/episodes_stats.jsonl").read_text().splitlines()
+    assert all(CAM not in json.loads(x)["stats"] for x in lines)
+    assert validate_dataset(root) == []

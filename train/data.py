@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from catalog.latents_reader import read_latents
 from schemas.latents import LatentsMeta, latents_path
-from schemas.lerobot import INFO_PATH, STATS_PATH, GlobalFeatureStats, InfoJson
+from schemas.lerobot import INFO_PATH, STATS_PATH, Gr00tFeatureStats, InfoJson
 from train.batch import CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
 
 if TYPE_CHECKING:
@@ -238,28 +238,38 @@ def _check_same_encoder(infos: Sequence[DatasetInfo]) -> None:
             )
 
 
-def _feature_stats(path: Path) -> dict[str, GlobalFeatureStats]:
+def _feature_stats(path: Path) -> dict[str, Gr00tFeatureStats]:
     import json
 
     raw = json.loads((path / STATS_PATH).read_text())
-    return {k: GlobalFeatureStats.model_validate(v) for k, v in raw.items()}
+    return {k: Gr00tFeatureStats.model_validate(v) for k, v in raw.items()}
 
 
-def _vector_moments(stats: list[dict[str, GlobalFeatureStats]], key: str, mask_key: str, use: list[bool]):
-    """[P, 146] means, stds and weights: count x fraction of frames where the dimension is valid."""
+def _frames(path: Path) -> int:
+    """Every frame counts in the merged stats: the dataset's frame count (GR00T's stats.json has none)."""
+    return InfoJson.model_validate_json((path / INFO_PATH).read_text()).total_frames
+
+
+def _vector_moments(
+    stats: list[dict[str, Gr00tFeatureStats]], frames: list[int], key: str, mask_key: str, use: list[bool]
+):
+    """[P, 146] means, stds and weights: frames x fraction of frames where the dimension is valid."""
     means = np.array([s[key].mean for s in stats], dtype=np.float64)
     stds = np.array([s[key].std for s in stats], dtype=np.float64)
     valid = np.array([s[mask_key].mean for s in stats], dtype=np.float64)
-    counts = np.array([s[key].count[0] * u for s, u in zip(stats, use, strict=True)], dtype=np.float64)
+    counts = np.array([n * u for n, u in zip(frames, use, strict=True)], dtype=np.float64)
     return means, stds, valid * counts[:, None]
 
 
 def build_normalizer(infos: Sequence[DatasetInfo], floor: float) -> Normalizer:
     """Merge `meta/stats.json` (state, action) and `meta/latents.json` (latents) of the plan's datasets."""
     stats = [_feature_stats(d.path) for d in infos]
-    s_mean, s_std = merge_moments(*_vector_moments(stats, STATE, STATE_MASK, [True] * len(infos)), floor)
+    frames = [_frames(d.path) for d in infos]
+    s_mean, s_std = merge_moments(
+        *_vector_moments(stats, frames, STATE, STATE_MASK, [True] * len(infos)), floor
+    )
     use = [d.has_action for d in infos]
-    a_mean, a_std = merge_moments(*_vector_moments(stats, ACTION, ACTION_MASK, use), floor)
+    a_mean, a_std = merge_moments(*_vector_moments(stats, frames, ACTION, ACTION_MASK, use), floor)
     moments = [d.latents.stats[d.camera] for d in infos]
     l_mean, l_std = merge_moments(
         np.array([m.mean for m in moments]),

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from ingest.captions.base import CaptionRequest, kept
-from ingest.stages.text import clean_instruction
+from ingest.stages.text import prefer_english
 from schemas.captions import CaptionResult
 from schemas.episode import CanonicalEpisode, EpisodeMeta
 
 
 def template_caption(task_original: str, caption: str) -> str:
     """The cleaned source text; else the cleaned current caption (a source's own template, e.g. an
-    EgoDex task folder or a HOT3D object list); "" when neither leaves anything."""
-    return clean_instruction(task_original) or clean_instruction(caption)
+    EgoDex task folder or a HOT3D object list); "" when neither leaves anything. English first: where the
+    source text is not English-like and the caption is (AgiBot A2D: task_name 超市打包, caption its
+    english_task_name), the caption wins and `task_original` keeps the source's own text."""
+    return prefer_english([task_original, caption])
 
 
 def template_meta(meta: EpisodeMeta) -> EpisodeMeta:

@@ -1,8 +1,18 @@
 """AgiBot World (Alpha / Beta; AgiBot G1, both arms, gripper or dexterous hand), source-formats.md section 3.
 
-Layout: `proprio_stats/<task>/<episode>/proprio_stats.h5`, `observations/<task>/<episode>/videos/*.mp4`,
-`task_info/task_<task>.json`, `parameters/<task>/<episode>/camera/*.json`. One episode per
-`<task>/<episode>` folder found under `proprio_stats/` or `observations/` (either alone is a named reject).
+Two layouts, both found anywhere under --input (`LAYOUT`):
+- the release: `proprio_stats/<task>/<episode>/proprio_stats.h5`, `observations/<task>/<episode>/videos/
+  *.mp4`, `task_info/task_<task>.json`, `parameters/<task>/<episode>/camera/*.json`. One episode per
+  `<task>/<episode>` folder found under `proprio_stats/` or `observations/` (either alone is a named
+  reject, and so is a missing video or task file);
+- an episode folder: any other folder holding `aligned_joints.h5` (A2D / Genie Sim raw "aligned"
+  episodes, with `data_info.json`, `meta_info.json`, `parameters/camera/*.json`) or `proprio_stats.h5`
+  (a lone Beta file), id = the folder's path under --input. Its task text is `data_info.json` when there
+  is one, else a template from the embodiment (`caption_source: template`); its cameras are the
+  `videos/<camera>.mp4` it has (the samples have none: the episode is published without cameras, which
+  lerobot loads; the writer keeps only cameras every episode has). The h5 has the release's datasets;
+  `aligned_joints.h5` end poses are in the Genie Sim world frame and are taken into the robot base frame
+  with the base's world pose (`robot_base`: `state/robot/position`, `state/robot/orientation` wxyz).
 
 - Time: the h5 `timestamp` (int64 / uint64 nanoseconds) minus the first, strictly increasing; every row is
   resampled to 10 Hz (ingest/stages/resample.py). Row i is video frame i of every camera: a video whose
@@ -60,6 +70,12 @@ from schemas.sources_oxe import NamedField
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
 Parsed = TypeVar("Parsed")
 H5_NAMES = ("proprio_stats.h5", "proprio_states.h5")  # the DigitalWorld sim variant spells it "states"
+FOLDER_H5_NAMES = ("aligned_joints.h5", *H5_NAMES)  # an episode folder's h5 (A2D raw: aligned_joints.h5)
+RELEASE_TOPS = ("proprio_stats", "observations")
+LAYOUT = (
+    "proprio_stats/<task>/<episode>/proprio_stats.h5 (+ observations/, task_info/), or episode folders "
+    "holding aligned_joints.h5 or proprio_stats.h5 (+ data_info.json, parameters/camera/)"
+)
 SUBTASK = "annotation.subtask"
 _SIDE_EFFECTOR = re.compile(r"^(?P<group>.+)/(?P<side>left|right)_effector/(?P<leaf>.+)$")
 OPENGL_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -258,9 +274,13 @@ def subtask_texts(segments: list[ActionSegment], source_rows: np.ndarray) -> lis
 
 @dataclass(frozen=True)
 class EpisodeFiles:
+    """Where one release episode's files are (`proprio_stats/<task>/<episode>`...)."""
+
     root: Path
     task: str
     episode: str
+    videos_required = True  # the release ships videos: a missing one is a reject
+    world_frame = False  # end poses in the arm base frame
 
     def proprio(self) -> Path:
         folder = self.root / "proprio_stats" / self.task / self.episode
@@ -269,7 +289,7 @@ class EpisodeFiles:
     def video(self, camera: str) -> Path:
         return self.root / "observations" / self.task / self.episode / "videos" / f"{camera}.mp4"
 
-    def task_info(self) -> Path:
+    def task_info(self) -> Path | None:
         candidates = [
             self.root / "task_info" / f"task_{self.task}.json",
             self.root / f"task_info_{self.task}.json",
@@ -289,17 +309,57 @@ class EpisodeFiles:
         return next((c for c in candidates if c.is_file()), candidates[0])
 
 
-def _files(ref: SourceEpisodeRef) -> EpisodeFiles:
+@dataclass(frozen=True)
+class FolderFiles:
+    """Where one episode folder's files are (A2D raw `<task>/<robot>/<episode>/`, a lone Beta file)."""
+
+    folder: Path
+    videos_required = False  # the folder has the videos it has
+
+    @property
+    def world_frame(self) -> bool:
+        """Genie Sim A2D `aligned_joints.h5` gives end poses in the sim world (the robot base at
+        `state/robot/*`, the camera extrinsics in the base frame); a Beta file in the arm base frame."""
+        return self.proprio().name == FOLDER_H5_NAMES[0]
+
+    @property
+    def episode(self) -> str:
+        return self.folder.name
+
+    def proprio(self) -> Path:
+        names = FOLDER_H5_NAMES
+        return next((self.folder / n for n in names if (self.folder / n).is_file()), self.folder / names[0])
+
+    def video(self, camera: str) -> Path:
+        return self.folder / "videos" / f"{camera}.mp4"
+
+    def task_info(self) -> Path | None:
+        path = self.folder / "data_info.json"
+        return path if path.is_file() else None
+
+    def extrinsics(self, camera: str) -> Path:
+        return self.folder / "parameters" / "camera" / f"{camera}_extrinsic_params_aligned.json"
+
+    def intrinsics(self, camera: str) -> Path:
+        return self.folder / "parameters" / "camera" / f"{camera}_intrinsic_params.json"
+
+
+Files = EpisodeFiles | FolderFiles
+
+
+def _files(ref: SourceEpisodeRef) -> Files:
+    if "folder" in ref.files:
+        return FolderFiles(Path(ref.files["folder"]))
     task, episode = ref.source_episode_id.split("/")
     return EpisodeFiles(Path(ref.files["root"]), task, episode)
 
 
-def plan_videos(
-    files: EpisodeFiles, cfg: AgibotConfig, rows: int, nearest: np.ndarray
-) -> dict[str, VideoSource]:
+def plan_videos(files: Files, cfg: AgibotConfig, rows: int, nearest: np.ndarray) -> dict[str, VideoSource]:
     videos = {}
     for cam in cfg.cameras:
         mp4 = files.video(cam)
+        if not mp4.is_file() and not files.videos_required:
+            continue  # an episode folder without this camera
         if not mp4.is_file():
             raise EpisodeError(mp4, cam, "video missing", stage="read")
         n = declared_frames(mp4)
@@ -341,7 +401,7 @@ def plan_cameras(
     for cam in cfg.cameras:
         name, key = cam.removesuffix("_color"), f"observation.images.{cam.removesuffix('_color')}"
         path = files.intrinsics(name)
-        if not path.is_file():
+        if key not in videos or not path.is_file():  # a camera model describes a published video
             continue
         parsed = _load_json(path, IntrinsicsFile, "intrinsic")
         k = parsed if isinstance(parsed, Intrinsic) else parsed.intrinsic
@@ -366,7 +426,7 @@ class Converted:
     extra: dict[str, ExtraColumn]
     videos: dict[str, VideoSource]
     subtasks: list[str]
-    task: TaskEpisode
+    task: TaskEpisode | None  # None: the episode folder has no task text
     cameras: list[CameraModel]
 
 
@@ -388,22 +448,49 @@ def _extras(p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan) -> dict[
     return extra
 
 
+def world_base(p: Proprio, cfg: AgibotConfig) -> np.ndarray:
+    """`[N, 4, 4]` inverse of the robot base's world pose (`cfg.robot_base`), to take world poses into
+    the base frame."""
+    rb = cfg.robot_base
+    try:
+        R = values_to_rotation(read_field(p, rb.rotation), rb.rotation_convention, "xyz")
+    except ValueError as e:
+        raise EpisodeError(p.path, rb.rotation, str(e)) from e
+    return np.linalg.inv(eef_poses(R, read_field(p, rb.position), np.eye(4)))
+
+
 def _sides(
-    p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan, cam: np.ndarray | None
+    p: Proprio, cfg: AgibotConfig, plan: resample.ResamplePlan, cam: np.ndarray | None, world: bool
 ) -> dict[Side, hands.SideArrays]:
     out: dict[Side, hands.SideArrays] = {}
-    for side, arm in (("left", cfg.left), ("right", cfg.right)):
+    base_from_world = world_base(p, cfg) if world else None
+    arms = cfg.aligned if world and cfg.aligned is not None else cfg
+    for side, arm in (("left", arms.left), ("right", arms.right)):
         if arm is None:
             continue
         pose, grip = arm_pose(p, arm), arm_gripper(p, arm)
+        if pose is not None and base_from_world is not None:
+            pose = base_from_world @ pose
         pose10 = None if pose is None else resample.resample_poses(plan, pose)
         grip10 = None if grip is None else resample.resample_linear(plan, grip)
         out[side] = robot_side(pose10, grip10, plan.length, cam)
     return out
 
 
-def convert_episode(files: EpisodeFiles, cfg: AgibotConfig) -> Converted:
-    task = task_episode(files.task_info(), files.episode)
+def read_task(files: Files) -> TaskEpisode | None:
+    """The episode's task entry; None for an episode folder without `data_info.json` (whose one entry is
+    the folder's, whatever its `episode_id`)."""
+    path = files.task_info()
+    if path is None:
+        return None
+    if isinstance(files, FolderFiles):
+        parsed = _load_json(path, TaskInfoFile, "task_info")
+        return parsed if not isinstance(parsed, list) else task_episode(path, files.episode)
+    return task_episode(path, files.episode)
+
+
+def convert_episode(files: Files, cfg: AgibotConfig) -> Converted:
+    task = read_task(files)
     p = open_proprio(files.proprio())
     with p.f:
         plan = resample.make_plan(p.times)
@@ -412,23 +499,27 @@ def convert_episode(files: EpisodeFiles, cfg: AgibotConfig) -> Converted:
         if cfg.reference_frame == "camera":
             poses = camera_poses(files.extrinsics(cfg.reference_camera), p.rows, cfg.camera_convention)
             cam = resample.resample_poses(plan, poses)
-        sides = _sides(p, cfg, plan, cam)
+        sides = _sides(p, cfg, plan, cam, world=files.world_frame)
         extra = _extras(p, cfg, plan)
         cameras, poses = plan_cameras(files, cfg, p.rows, plan, videos)
     return Converted(
         arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides],
-        extra=extra | poses, videos=videos,
-        subtasks=subtask_texts(task.label_info.action_config, plan.nearest), task=task, cameras=cameras,
+        extra=extra | poses, videos=videos, task=task, cameras=cameras,
+        subtasks=subtask_texts(task.label_info.action_config if task else [], plan.nearest),
     )  # fmt: skip
 
 
 def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> CanonicalEpisode:
     a = rec.arrays
     has_action = bool(a.action_mask[rows].any())
+    text = (
+        (rec.task.caption, "source", rec.task.task_name) if rec.task is not None
+        else (cfg.embodiment.replace("_", " "), "template", "")
+    )  # fmt: skip
     meta = EpisodeMeta(
         source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
         quality_tier=quality.undecided_tier(has_action),
-        caption=rec.task.caption, caption_source="source", task_original=rec.task.task_name,
+        caption=text[0], caption_source=text[1], task_original=text[2],
     )  # fmt: skip
     whole = CanonicalEpisode(meta, a.state, a.action, a.state_mask, a.action_mask, videos=rec.videos,
                              extra=rec.extra, annotations={SUBTASK: rec.subtasks},
@@ -439,26 +530,47 @@ def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> Canonic
 
 
 def _episode_dirs(root: Path) -> Iterator[str]:
-    for top in ("proprio_stats", "observations"):
+    for top in RELEASE_TOPS:
         for d in (root / top).glob("*/*"):
             if d.is_dir() and not d.name.startswith("."):
                 yield f"{d.parent.name}/{d.name}"
+
+
+def episode_folders(root: Path) -> list[Path]:
+    """Folders holding an episode-folder h5 (FOLDER_H5_NAMES), outside the release's `proprio_stats/` and
+    `observations/` trees and hidden folders."""
+    found = {p.parent for name in FOLDER_H5_NAMES for p in root.rglob(name) if p.is_file()}
+    skip = {root / top for top in RELEASE_TOPS}
+    return [
+        d for d in found
+        if not any(s == d or s in d.parents for s in skip)
+        and not any(part.startswith(".") for part in d.relative_to(root).parts)
+    ]  # fmt: skip
+
+
+def _release_ref(root: Path, ep_id: str, cfg: SourceConfig) -> SourceEpisodeRef:
+    files = EpisodeFiles(root, *ep_id.split("/"))
+    paths = {"root": str(root), "hdf5": str(files.proprio()), "task_info": str(files.task_info())}
+    paths |= {f"video:{c}": str(files.video(c)) for c in getattr(cfg, "cameras", [])}
+    return SourceEpisodeRef(source_episode_id=ep_id, files=paths)
+
+
+def _folder_ref(root: Path, folder: Path) -> SourceEpisodeRef:
+    paths = {"root": str(root), "folder": str(folder), "hdf5": str(FolderFiles(folder).proprio())}
+    return SourceEpisodeRef(source_episode_id=folder.relative_to(root).as_posix(), files=paths)
 
 
 class AgibotSource:
     """The AgiBot World `Source` (ingest/sources/base.py)."""
 
     name = "agibot"
+    layout = LAYOUT
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
         root = Path(root).resolve()
-        refs = []
-        for ep_id in sorted(set(_episode_dirs(root)), key=natural_key):
-            files = EpisodeFiles(root, *ep_id.split("/"))
-            paths = {"root": str(root), "hdf5": str(files.proprio()), "task_info": str(files.task_info())}
-            paths |= {f"video:{c}": str(files.video(c)) for c in getattr(cfg, "cameras", [])}
-            refs.append(SourceEpisodeRef(source_episode_id=ep_id, files=paths))
-        return refs
+        refs = [_release_ref(root, ep_id, cfg) for ep_id in set(_episode_dirs(root))]
+        refs += [_folder_ref(root, folder) for folder in episode_folders(root)]
+        return sorted(refs, key=lambda r: natural_key(r.source_episode_id))
 
     def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
         if not isinstance(cfg, AgibotConfig):

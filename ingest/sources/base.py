@@ -34,9 +34,11 @@ class PartReject:
 
 class Source(Protocol):
     name: str
+    layout: str  # what `discover` looks for under --input, one line (named when it finds nothing)
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
-        """All episodes under `root`, sorted by `source_episode_id` (the dataset's episode order)."""
+        """All episodes under `root`, sorted by `source_episode_id` (the dataset's episode order); [] when
+        there is none (`ingest run` then fails, naming `layout`)."""
         ...
 
     def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> Sequence[CanonicalEpisode | PartReject]:

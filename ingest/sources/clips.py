@@ -158,8 +158,10 @@ class ClipSource:
         name: str,
         config_type: type[ClipSourceConfig],
         clip_index: Callable[[str, str], dict[str, ClipSpec]],
+        layout: str,
     ) -> None:
         self.name, self.config_type, self.clip_index = name, config_type, clip_index
+        self.layout = layout
 
     def _config(self, cfg: SourceConfig) -> ClipSourceConfig:
         if not isinstance(cfg, self.config_type):

@@ -191,4 +191,6 @@ def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
     return clips.select(specs, cfg.missing_videos)
 
 
-SOURCE = clips.ClipSource("ego4d", Ego4DConfig, clip_index)
+SOURCE = clips.ClipSource(
+    "ego4d", Ego4DConfig, clip_index, "<video_uid>.mp4 videos with narration.json / goalstep*.json"
+)

@@ -164,4 +164,6 @@ def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
     return clips.select(clips.mark_overlaps(specs, cfg.overlap), cfg.missing_videos)
 
 
-SOURCE = clips.ClipSource("epic", EpicConfig, clip_index)
+SOURCE = clips.ClipSource(
+    "epic", EpicConfig, clip_index, "EPIC_100_*.csv annotation files with their <video_id>.MP4 videos"
+)

@@ -477,6 +477,7 @@ class Hot3dSource:
     """The HOT3D `Source` (ingest/sources/base.py)."""
 
     name = "hot3d"
+    layout = "<headset>/<recording>/ sequence folders with mano_hand_pose_trajectory.jsonl"
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
         """Every sequence folder holding a MANO trajectory. Refuses (ManoModelMissing) without MANO files."""

@@ -401,6 +401,7 @@ class LeRobotSource:
     """The LeRobot-input `Source` (ingest/sources/base.py)."""
 
     name = "lerobot"
+    layout = "a LeRobot dataset root (meta/info.json) or folders of them, of the section's robot_types"
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
         """Every episode of every selected dataset; ids are `<dataset folder>/episode_XXXXXX` (the folder

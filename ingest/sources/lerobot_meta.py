@@ -328,11 +328,28 @@ def column_values(table: pa.Table, column: str, path: Path) -> np.ndarray:
         raise EpisodeError(path, column, f"not numeric ({col.type}): {e}") from e
 
 
+def modality_names(meta: DatasetMeta, column: str, dim: int) -> list[str] | None:
+    """`<group>.<name>.<i>` names of a column the dataset's modality.json covers completely (GR00T: the
+    `action` column as `action.left_arm.0`, ...), so that the groups survive into our own modality.json;
+    None where it has no modality.json or leaves a value of the column out."""
+    names: list[str | None] = [None] * dim
+    for group, default in (("state", "observation.state"), ("action", "action")):
+        for name, entry in ((meta.modality or {}).get(group) or {}).items():
+            if not isinstance(entry, dict) or entry.get("original_key", default) != column:
+                continue
+            start, end = int(entry.get("start", 0)), int(entry.get("end", 0))
+            for i in range(max(start, 0), min(end, dim)):
+                names[i] = f"{group}.{name}.{i - start}"
+    return [n for n in names if n is not None] if all(names) else None
+
+
 def read_field(spec: str, table: pa.Table, meta: DatasetMeta, path: Path) -> tuple[np.ndarray, list[str]]:
     """Values `[N, D]` and names of one mapping field (forms in schemas/sources_lerobot.py)."""
     ref = resolve_field(spec, meta, path)
     values = column_values(table, ref.column, path)
-    names = _feature_names(meta, ref.column, values.shape[1])
+    names = modality_names(meta, ref.column, values.shape[1]) or _feature_names(
+        meta, ref.column, values.shape[1]
+    )
     if ref.start is None or ref.end is None:
         return values, names
     a, b = ref.start, ref.end

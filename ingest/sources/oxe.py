@@ -20,7 +20,10 @@ configured per dataset by a `pipelines.yaml` key mapping (schemas/sources_oxe.py
   (CONTRACT.md section 4; the base frame does not move).
 - Kept beside it: `action.native` (the mapped commanded action, unchanged) and `observation.native_state`
   at the source step nearest each 10 Hz frame, `observation.joints` interpolated linearly. Each mapped
-  camera with images becomes `observation.images.<last key part>` (encoded frames from the record).
+  camera the record has becomes `observation.images.<last key part>` (encoded frames from the record): a
+  camera is absent where its `camera_flags` presence flag is false (Bridge: `has_image_N`), or, without
+  a flag, where its frames are empty or all black. The writer publishes a camera only if every episode
+  of the dataset has it (features identical for every episode).
 - Caption: the first non-empty text of the mapped instruction features, else a template from the dataset
   name. `quality_metrics["success"]` (1.0 / 0.0) only where the mapping names a success signal and the
   record has a value for it; every part of a cut record carries the record's flag.
@@ -29,6 +32,7 @@ configured per dataset by a `pipelines.yaml` key mapping (schemas/sources_oxe.py
 from __future__ import annotations
 
 import difflib
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,6 +131,17 @@ def _success_problems(cfg: OxeConfig, features: dict[str, FeatureSpec]) -> list[
     return []
 
 
+def _flag_problems(cfg: OxeConfig, features: dict[str, FeatureSpec]) -> list[str]:
+    out = []
+    for camera, key in cfg.camera_flags.items():
+        feature = features.get(key)
+        if feature is None:
+            out.append(_unknown(key, features))
+        elif feature.kind != "tensor" or feature.size != 1:
+            out.append(f"{key}: the presence flag of {camera} is one number, not {feature.kind}")
+    return out
+
+
 def mapping_problems(cfg: OxeConfig, features: dict[str, FeatureSpec]) -> list[str]:
     """Every key of the section that `features.json` does not have, or has in the wrong kind or shape."""
     rot_width = 3 if cfg.rotation_convention == "euler" else 4
@@ -141,7 +156,7 @@ def mapping_problems(cfg: OxeConfig, features: dict[str, FeatureSpec]) -> list[s
     out += _kind_problems(cfg.cameras or [], "image", features)
     names = [k.rsplit("/", 1)[-1] for k in cfg.cameras or []]
     out += [f"cameras: two cameras named {n!r}" for n in sorted({n for n in names if names.count(n) > 1})]
-    return out + _success_problems(cfg, features)
+    return out + _flag_problems(cfg, features) + _success_problems(cfg, features)
 
 
 def check_mapping(ds: RldsDataset, cfg: OxeConfig) -> None:
@@ -224,11 +239,35 @@ def _extra(
     return out
 
 
+BLACK_LEVEL = 3  # a frame whose brightest value is at most this is black (JPEG noise stays below it)
+
+
+def all_black(frames: list[bytes]) -> bool:
+    """Every encoded frame decodes to black (Bridge's placeholder for a camera it did not record)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return all(max(Image.open(io.BytesIO(b)).convert("L").getextrema()) <= BLACK_LEVEL for b in frames)
+    except (UnidentifiedImageError, OSError):
+        return False  # the video stage names an undecodable frame
+
+
+def camera_present(ep: RldsEpisode, cfg: OxeConfig, key: str) -> bool:
+    """The record has this camera: its presence flag is true (at some step), else its frames are neither
+    empty nor all black."""
+    frames = ep.images.get(key, [])
+    flag = cfg.camera_flags.get(key)
+    if flag is not None:
+        value = ep.steps[flag] if flag in ep.steps else ep.episode_metadata.get(flag, False)
+        return bool(np.asarray(value, dtype=np.float64).any()) and any(frames)
+    return any(frames) and not all_black([b for b in frames if b])
+
+
 def _videos(ep: RldsEpisode, cfg: OxeConfig, nearest: np.ndarray) -> dict[str, VideoSource]:
     videos = {}
     for key in cfg.cameras if cfg.cameras is not None else list(ep.images):
         frames = ep.images.get(key, [])
-        if not any(frames):
+        if not camera_present(ep, cfg, key):
             continue  # camera absent from this record
         if not all(frames):
             raise EpisodeError(ep.shard, _where(ep, key), "some steps have no image bytes")
@@ -396,6 +435,7 @@ class OxeSource:
     """The Open X-Embodiment `Source` (ingest/sources/base.py)."""
 
     name = "oxe"
+    layout = "an RLDS dataset folder (dataset_info.json, features.json, <name>-<split>.tfrecord-* shards)"
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
         cfg = _config(cfg)

@@ -124,4 +124,6 @@ def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
     return clips.select(clips.mark_overlaps(specs, cfg.overlap), cfg.missing_videos)
 
 
-SOURCE = clips.ClipSource("videos", VideosConfig, clip_index)
+SOURCE = clips.ClipSource(
+    "videos", VideosConfig, clip_index, "videos (video_extensions) under the folder, optional captions.csv"
+)

@@ -117,6 +117,22 @@ def _normalise(text: str) -> str:
     return _LIST_MARKER.sub("", text)
 
 
+LATIN_SHARE = 0.9  # a text is English-like when this share of its letters is ASCII
+
+
+def is_latin(text: str) -> bool:
+    """Most of the text's letters are ASCII (an English instruction, not 超市打包); False without letters."""
+    letters = [c for c in text if c.isalpha()]
+    return bool(letters) and sum(c.isascii() for c in letters) >= LATIN_SHARE * len(letters)
+
+
+def prefer_english(texts: list[str]) -> str:
+    """The first text that cleans to an English-like instruction, else the first that cleans to anything
+    (a source that has only, say, Chinese keeps it), else "". Applied to (task_original, caption)."""
+    cleaned = [c for c in (clean_instruction(t) for t in texts) if c]
+    return next((c for c in cleaned if is_latin(c)), cleaned[0] if cleaned else "")
+
+
 def clean_instruction(text: str) -> str:
     """The cleaned instruction; "" when nothing is left (the caller decides what that means)."""
     text = _normalise(text)
