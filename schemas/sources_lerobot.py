@@ -60,6 +60,20 @@ class ArmMapping(BaseModel):
         return self
 
 
+JointGroup = Annotated[str, StringConstraints(pattern=r"^modality:state\.[a-z_]+$")]
+
+
+class KinematicsMapping(BaseModel):
+    """Forward kinematics for a joint-only robot (ingest/stages/kinematics.py): the model, and the
+    `modality:state.<group>` fields of its joints (every group the model knows, GR00T layout). Both hands'
+    canonical wrist poses and keypoints come from the model; with `reference_frame: camera` they are taken in
+    the model's head camera (the source's ego view), else in the robot base frame."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: Literal["gr1_fourier"]
+    joints: list[JointGroup] = Field(min_length=1)
+
+
 class LeRobotInputConfig(SourceConfig):
     """A LeRobot v2.0 / v2.1 / v3.0 dataset folder, or a folder of them (GR00T `modality.json` slices
     understood)."""
@@ -69,6 +83,9 @@ class LeRobotInputConfig(SourceConfig):
     left: ArmMapping | None = None
     joints: list[FieldSpec] = Field(
         default_factory=list, description="fields concatenated into `observation.joints` (10 Hz, linear)"
+    )
+    kinematics: KinematicsMapping | None = Field(
+        None, description="joint-only robots: hands by forward kinematics (then `left`/`right` stay empty)"
     )
     native_action: list[FieldSpec] | None = Field(
         None, description="fields of the source's own action; None: `action`, else every `action(s).*` column"
@@ -90,3 +107,11 @@ class LeRobotInputConfig(SourceConfig):
         description="info.json `robot_type`s the mapping is for: datasets of other types under the input"
         " folder are skipped, and a single dataset of another type is refused; None: any",
     )
+
+    @model_validator(mode="after")
+    def _one_pose_source(self) -> LeRobotInputConfig:
+        if self.kinematics is not None and (self.left is not None or self.right is not None):
+            raise ValueError("kinematics gives both hands: leave `left` and `right` out")
+        if self.reference_frame == "camera" and self.kinematics is None:
+            raise ValueError("reference_frame: camera needs a camera model (kinematics)")
+        return self

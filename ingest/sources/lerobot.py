@@ -10,8 +10,10 @@ LeRobot's tolerance (1e-4 s) of the `1 / fps` grid are snapped to it, so float32
 last 10 Hz sample. Everything is resampled to 10 Hz without extrapolation (ingest/stages/resample.py).
 
 The key mapping (schemas/sources_lerobot.py) says where each side's end-effector pose and gripper are. With a
-pose, the canonical state and action follow CONTRACT.md section 4 in the robot base frame; without one
-(joint-only robots) the wrist dimensions stay masked and the mapped joints are kept in `observation.joints`.
+pose, the canonical state and action follow CONTRACT.md section 4 in the robot base frame. A joint-only robot
+with a `kinematics` model (GR00T's GR1) gets both hands by forward kinematics (ingest/stages/kinematics.py),
+in its head camera's frame; without one the wrist dimensions stay masked. Mapped joints are kept in
+`observation.joints` either way.
 The source's own action is kept unchanged (nearest source frame) in `action.native`; integer
 `annotation.*` columns (GR00T: rows of the task table) are carried over as text (nearest source frame).
 Video frames are the nearest source frames, offset by the episode's window in the MP4 (v3.0 concatenates
@@ -41,7 +43,7 @@ from ingest.sources.lerobot_meta import (
     read_field,
     read_fields,
 )
-from ingest.stages import hands, quality, resample
+from ingest.stages import hands, kinematics, quality, resample
 from ingest.stages.geometry import values_to_rotation
 from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.video import declared_frames
@@ -56,7 +58,7 @@ from schemas.episode import (
     VideoSource,
 )
 from schemas.pipelines import SourceConfig
-from schemas.sources_lerobot import ArmMapping, LeRobotInputConfig
+from schemas.sources_lerobot import ArmMapping, KinematicsMapping, LeRobotInputConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
 TIMESTAMP_TOL_S = 1e-4  # lerobot's default tolerance_s
@@ -153,6 +155,38 @@ def resample_arm(track: ArmTrack, plan: resample.ResamplePlan) -> hands.SideArra
     pose = None if track.pose is None else resample.resample_poses(plan, track.pose)
     grip = None if track.gripper is None else resample.resample_linear(plan, track.gripper)
     return robot_side(pose, grip, plan.length)
+
+
+# ---------------------------------------------------------------------------------------------- kinematics
+
+
+def read_joint_groups(
+    kin: KinematicsMapping, table: pa.Table, meta: DatasetMeta, path: Path
+) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """The model's joints `[N, D]` (source rate) and their layout: modality group -> (start, end)."""
+    values, layout, start = [], {}, 0
+    for spec in kin.joints:
+        v, _ = read_field(spec, table, meta, path)
+        _finite_rows(path, spec, v)
+        layout[spec.removeprefix("modality:state.")] = (start, start + v.shape[1])
+        values.append(v)
+        start += v.shape[1]
+    return np.concatenate(values, axis=1), layout
+
+
+def kinematic_sides(
+    cfg: LeRobotInputConfig, table: pa.Table, meta: DatasetMeta, plan: resample.ResamplePlan, path: Path
+) -> tuple[dict[Side, hands.SideArrays], kinematics.CameraModel]:
+    """Both hands by forward kinematics of the 10 Hz joints (linear), and the head camera model."""
+    kin = cfg.kinematics
+    joints, layout = read_joint_groups(kin, table, meta, path)
+    try:
+        fk = kinematics.gr1_model().forward(resample.resample_linear(plan, joints), layout)
+    except FileNotFoundError as e:
+        raise EpisodeError(path, "kinematics", str(e), stage="read") from e
+    except (ValueError, KeyError) as e:
+        raise EpisodeError(path, "kinematics.joints", str(e)) from e
+    return kinematics.hand_sides(fk, cfg.reference_frame == "camera"), fk.camera
 
 
 # ---------------------------------------------------------------------------------------------- videos
@@ -270,6 +304,7 @@ class Converted:
     videos: dict[str, VideoSource]
     annotations: dict[str, list[str]]
     task: str
+    camera: kinematics.CameraModel | None = None  # FK sources: the ego camera, per 10 Hz frame
 
 
 def _extras(
@@ -300,14 +335,18 @@ def convert_recording(ref: SourceEpisodeRef, cfg: LeRobotInputConfig) -> Convert
     path, table = entry.data_file, read_table(entry)
     _check_length(entry, table, path)
     plan = resample.make_plan(source_times(table, meta.fps, path))
-    arms = {s: a for s, a in (("left", cfg.left), ("right", cfg.right)) if a is not None}
-    sides = {s: resample_arm(read_arm(a, table, meta, path), plan) for s, a in arms.items()}
+    camera = None
+    if cfg.kinematics is not None:
+        sides, camera = kinematic_sides(cfg, table, meta, plan, path)
+    else:
+        arms = {s: a for s, a in (("left", cfg.left), ("right", cfg.right)) if a is not None}
+        sides = {s: resample_arm(read_arm(a, table, meta, path), plan) for s, a in arms.items()}
     notes = {c: read_annotation(c, table, meta, plan.nearest, path) for c in annotation_columns(meta, cfg)}
     return Converted(
         arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides],
         extra=_extras(table, meta, cfg, plan, path),
         videos=plan_videos(entry, meta, cfg, plan.nearest, table.num_rows),
-        annotations=notes, task=episode_task(entry, table, meta, cfg, path),
+        annotations=notes, task=episode_task(entry, table, meta, cfg, path), camera=camera,
     )  # fmt: skip
 
 
