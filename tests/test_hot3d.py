@@ -22,6 +22,7 @@ from schemas.pipelines import Hot3dConfig
 from schemas.sources_hot3d import MANO_DIR_ENV
 from tests.fixtures import hot3d as fh
 from tests.fixtures import mano as fm
+from tests.fixtures.hand_rule import canonical_wrist
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "realdata" / "hot3d" / "data_sample"
@@ -373,8 +374,9 @@ def test_real_quest3_values_from_the_raw_files(tmp_path: Path, cfg: Hot3dConfig,
             world = fm.forward(
                 hot3d_arrays(model[1], side), *params, R, np.array(hand["wrist_xform"]["t_xyz"])
             )
-            rel = np.linalg.inv(T_cam) @ fh.pose(R, world[0])
+            W = canonical_wrist(world[None], side)[0]
+            rel = np.linalg.inv(T_cam) @ W
             np.testing.assert_allclose(ep.state[k, off : off + 3], rel[:3, 3], atol=1e-5)
             np.testing.assert_allclose(ep.state[k, off + 3 : off + 9], six_d(rel[:3, :3]), atol=1e-5)
-            kps = (world - world[0]) @ R
+            kps = (world - world[0]) @ W[:3, :3]
             np.testing.assert_allclose(ep.state[k, off + 10 : off + 73], kps.reshape(-1), atol=1e-5)

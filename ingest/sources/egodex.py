@@ -17,8 +17,8 @@ import numpy as np
 
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef, natural_key
-from ingest.stages import hands, quality, resample
-from ingest.stages.geometry import invert_pose, orthonormality_error, transform_points
+from ingest.stages import eef, hands, quality, resample
+from ingest.stages.geometry import orthonormality_error
 from schemas.canonical import SIDES, Side
 from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.pipelines import EgoDexConfig, SourceConfig
@@ -147,14 +147,16 @@ class Resampled:
     frames: np.ndarray  # int64 [T], nearest source (video) frame
 
 
-def to_10hz(ep: RawEpisode, native_fps: float) -> Resampled:
-    """Keypoints in the wrist frame at the native rate, then everything resampled to 10 Hz."""
+def to_10hz(ep: RawEpisode, native_fps: float, path: Path) -> Resampled:
+    """The canonical wrist frame from the 21 joint positions (eef.canonical_hand, not ARKit's wrist axes)
+    and the keypoints in it at the native rate, then everything resampled to 10 Hz."""
     plan = resample.make_plan(np.arange(ep.camera.shape[0]) / native_fps)
     wrist, kps = {}, {}
     for side in SIDES:
-        w = ep.joints[side][:, 0]
-        k = transform_points(invert_pose(w), ep.joints[side][:, :, :3, 3])
-        k[:, 0] = 0.0  # the wrist is the origin of its own frame
+        try:
+            w, k = eef.canonical_hand(ep.joints[side][:, :, :3, 3], side)
+        except ValueError as e:
+            raise EpisodeError(path, f"transforms/{side}*", str(e)) from e
         wrist[side], kps[side] = resample.resample_poses(plan, w), resample.resample_linear(plan, k)
     conf = None
     if ep.confidence is not None:
@@ -209,7 +211,7 @@ class EgoDexSource:
         if not mp4.is_file():
             raise EpisodeError(mp4, "mp4", f"video file missing (expected next to {h5.name})", stage="read")
         raw = read_hdf5(h5)
-        data = to_10hz(raw, cfg.native_fps)
+        data = to_10hz(raw, cfg.native_fps, h5)
         text = _caption(raw.attrs, h5.parent.name)
         ranges = resample.chunk_ranges(len(data.frames), MAX_FRAMES)
         episodes = []

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef
-from ingest.stages import hands, mano, quality, resample
-from ingest.stages.geometry import invert_pose, quaternion_to_matrix, transform_points
+from ingest.stages import eef, hands, mano, quality, resample
+from ingest.stages.geometry import quaternion_to_matrix
 from schemas.canonical import N_KEYPOINTS, SIDES, Side
 from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, VideoSource
 from schemas.pipelines import Hot3dConfig, SourceConfig
@@ -290,16 +290,12 @@ def hand_in_wrist_frame(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(T_world_wrist [M, 4, 4], keypoints [M, 21, 3] in the wrist frame) of the present rows.
 
-    The wrist frame has HOT3D's wrist rotation and its origin at MANO joint 0 (keypoint 0)."""
+    The wrist frame is the canonical one of the 21 MANO keypoints (eef.canonical_hand), origin at joint 0."""
     wrist = track.wrist[side][rows]
     world = mano.keypoints(
         model, track.pose[side][rows], track.betas[side][rows], wrist[:, :3, :3], wrist[:, :3, 3]
     )
-    T = wrist.copy()
-    T[:, :3, 3] = world[:, 0]
-    kps = transform_points(invert_pose(T), world)
-    kps[:, 0] = 0.0
-    return T, kps
+    return eef.canonical_hand(world, side)
 
 
 @dataclass
