@@ -13,7 +13,8 @@ import pytest
 
 from ingest.errors import EpisodeError
 from ingest.sources.lerobot import SOURCE
-from ingest.stages import quality
+from ingest.stages import kinematics, quality
+from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.sources_lerobot import LeRobotInputConfig
 from tests.fixtures import lerobot as fx
@@ -295,11 +296,18 @@ def test_episode_length_mismatch_rejected(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- real samples
 
 
-def gr00t_config() -> LeRobotInputConfig:
-    groups = ["left_arm", "left_hand", "left_leg", "neck", "right_arm", "right_hand", "right_leg", "waist"]
+GR00T_GROUPS = ["left_arm", "left_hand", "left_leg", "neck", "right_arm", "right_hand", "right_leg", "waist"]
+
+
+def gr00t_config(fk: bool = False) -> LeRobotInputConfig:
+    """The demo as joints only, or (`fk`) with both hands by forward kinematics in the ego camera."""
+    joints = [f"modality:state.{g}" for g in GR00T_GROUPS]
+    kin = (
+        {"kinematics": {"model": "gr1_fourier", "joints": joints}, "reference_frame": "camera"} if fk else {}
+    )
     return config(
         embodiment="gr1_arms_only", native_fps=20, right=None,
-        joints=[f"modality:state.{g}" for g in groups], optional_cameras=["observation.images.egoview"],
+        joints=joints, optional_cameras=["observation.images.egoview"], **kin,
     )  # fmt: skip
 
 
@@ -325,14 +333,27 @@ def tasks_of(root: Path) -> list[str]:
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+@pytest.mark.skipif(kinematics.assets_dir() is None, reason="needs the GR1 model (make setup)")
 def test_real_gr00t_demo() -> None:
-    episodes = convert_all(GR00T, gr00t_config())
+    episodes = convert_all(GR00T, gr00t_config(fk=True))
     assert len(episodes) == 5
     for i, ep in enumerate(episodes):
         duration = source_duration(GR00T / f"data/chunk-000/episode_{i:06d}.parquet", 20)
         assert ep.length == int(np.floor(duration * 10)) + 1
         assert ep.meta.caption == tasks_of(GR00T)[i] and ep.meta.caption != "valid"
-        assert not ep.state_mask.any() and not ep.action_mask.any()  # no EEF pose: wrist dims masked
+        assert ep.meta.has_action
+        for side in ("left", "right"):  # wrist by FK; 12 of 21 keypoints have a Fourier-hand link; no tips
+            assert ep.state_mask[:, part_slice(side, "position")].all()
+            assert ep.state_mask[:, part_slice(side, "rotation")].all()
+            assert not ep.state_mask[:, part_slice(side, "gripper")].any()
+            kp = ep.state_mask[:, part_slice(side, "keypoints")].reshape(ep.length, 21, 3)[:, :, 0]
+            assert (kp.sum(axis=1) == 12).all() and not kp[:, [4, 8, 12, 16, 20]].any()
+        # the wrists are in front of the ego camera, left hand on the image's left
+        left, right = (
+            ep.state[:, part_slice("left", "position")],
+            ep.state[:, part_slice("right", "position")],
+        )
+        assert (left[:, 2] > 0.1).all() and (right[:, 2] > 0.1).all() and (left[:, 0] < right[:, 0]).all()
         assert ep.extra["observation.joints"].values.shape == (ep.length, 44)
         assert ep.extra["observation.joints"].names[22] == "state.right_arm.0"
         assert ep.extra["action.native"].values.shape == (ep.length, 44)
@@ -340,6 +361,15 @@ def test_real_gr00t_demo() -> None:
         np.testing.assert_array_equal(
             ep.videos["observation.images.ego_view"].frame_indices, 2 * np.arange(ep.length)
         )
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+def test_real_gr00t_joints_only_stays_masked() -> None:
+    """Without a kinematics model a joint-only robot publishes no canonical values (joints kept)."""
+    (ep,) = SOURCE.convert(SOURCE.discover(GR00T, gr00t_config())[0], gr00t_config())
+    assert not ep.state_mask.any() and not ep.action_mask.any() and not ep.meta.has_action
+    assert ep.extra["observation.joints"].values.shape == (ep.length, 44)
 
 
 @pytest.mark.realdata
