@@ -95,6 +95,21 @@ def test_mirrored_joints_give_mirrored_hands() -> None:
 
 
 @needs_model
+def test_zero_pose_wrist_is_the_chain_of_robot_xml_offsets() -> None:
+    """At zero joints the right wrist (hand root) is the sum of robot.xml's body offsets, typed here from
+    the file: waist yaw/pitch/roll, right_arm_mount (turned -25 deg about x), upper-arm roll (turned back),
+    upper-arm yaw, lower arm, hand yaw, hand roll; the hand's root adds no offset."""
+    a = np.radians(-25.0)
+    mount_rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    wrist = np.array([0, 0, 0.0065]) + [0, 0, 0.055] + [0, 0, 0.085] + [0, -0.12664, 0.21725]
+    wrist = wrist + mount_rot @ [0, -0.067, 0]
+    wrist = wrist + [0, -0.039996, -0.057473] + [0, 1.28859e-05, -0.18853] + [0, 0, -0.0405]
+    wrist = wrist + [0, 1.3775e-05, -0.20153]
+    fk = kinematics.gr1_model().forward(np.zeros((1, 44)), LAYOUT)
+    np.testing.assert_allclose(fk.hands["right"].wrist[0, :3, 3], wrist, atol=2e-4)
+
+
+@needs_model
 def test_fingers_curl_toward_the_approach_axis() -> None:
     """Flexing each finger moves its PIP toward the palm side: the canonical +z (the palm normal, from the
     MANO layout) agrees with the robot hand's own flexion, on both hands (a mirrored slot mapping fails)."""

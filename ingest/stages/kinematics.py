@@ -59,8 +59,8 @@ HAND_LINKS = {0: "{side}_hand", 1: "{S}_thumb_proximal_base_link", 2: "{S}_thumb
               13: "{S}_ring_proximal_link", 14: "{S}_ring_intermediate_link",
               17: "{S}_pinky_proximal_link", 18: "{S}_pinky_intermediate_link"}  # fmt: skip
 MAPPED_SLOTS = np.array(sorted(HAND_LINKS))
-# The GR00T demo's modality.json groups, in order, as model joint names.
 SIDES_LR: tuple[Side, Side] = ("left", "right")
+# The GR00T demo's modality.json joint groups (group_joints names their model joints).
 GR00T_GROUPS = ("left_arm", "left_hand", "left_leg", "neck", "right_arm", "right_hand", "right_leg", "waist")
 
 
@@ -198,7 +198,8 @@ class GR1Model:
         return i
 
     def qpos_map(self, layout: dict[str, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(source column, qpos address, low, high) per driven joint from modality.json group slices."""
+        """Per driven model joint: its source column, its qpos address and its range `[lo, hi]`, from
+        modality.json group slices; a group whose width is not the model's is a ValueError."""
         cols, addrs, ranges = [], [], []
         for group, (start, end) in layout.items():
             names = group_joints(group)
