@@ -373,6 +373,20 @@ def test_real_gr00t_joints_only_stays_masked() -> None:
 
 
 @pytest.mark.realdata
+@pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+def test_real_gr00t_without_the_model_files_is_a_named_reject(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(kinematics.ASSETS_ENV, str(tmp_path / "nowhere"))
+    kinematics.gr1_model.cache_clear()
+    try:
+        ref = SOURCE.discover(GR00T, gr00t_config(fk=True))[0]
+        with pytest.raises(EpisodeError, match="GR1 assets not found .*make setup") as err:
+            SOURCE.convert(ref, gr00t_config(fk=True))
+        assert err.value.field == "kinematics"
+    finally:
+        kinematics.gr1_model.cache_clear()
+
+
+@pytest.mark.realdata
 @pytest.mark.skipif(not (LDA / "meta/info.json").is_file(), reason="needs ../shared/realdata LDA sim sample")
 def test_real_lda_sim() -> None:
     episodes = convert_all(LDA, lda_config())
