@@ -91,7 +91,7 @@ def test_mirrored_joints_give_mirrored_hands() -> None:
     flip = np.array([1.0, -1.0, 1.0])
     np.testing.assert_allclose(left.wrist[:, :3, 3], right.wrist[:, :3, 3] * flip, atol=1e-3)
     np.testing.assert_allclose(left.keypoints, right.keypoints * flip, atol=2e-3)
-    assert (left.mapped == right.mapped).all() and left.mapped.sum() == 12
+    assert (left.mapped == right.mapped).all() and left.mapped.sum() == 17
 
 
 @needs_model
@@ -121,6 +121,19 @@ def test_fingers_curl_toward_the_approach_axis() -> None:
         for pip in FINGER_PIP.values():
             move = b.hands[side].keypoints[0, pip] - a.hands[side].keypoints[0, pip]  # wrist frame
             assert move[2] > 0.01, (side, pip, move)
+
+
+@needs_model
+def test_open_hand_fingertips_have_the_finger_lengths_in_order() -> None:
+    """Open hands: each fingertip (far end of its last link's mesh) lies beyond its PIP, 3.5-5.5 cm on, and
+    from the wrist the middle finger is the longest and the little finger the shortest (slots in order)."""
+    fk = kinematics.gr1_model().forward(np.zeros((1, 44)), LAYOUT)
+    for side in ("left", "right"):
+        kp = fk.hands[side].keypoints[0]
+        reach = np.linalg.norm(kp[[8, 12, 16, 20]], axis=1)  # index, middle, ring, little tips from the wrist
+        assert reach.argmax() == 1 and reach.argmin() == 3 and (reach > 0.15).all() and (reach < 0.2).all()
+        for pip, tip in ((6, 8), (10, 12), (14, 16), (18, 20), (3, 4)):
+            assert 0.035 < np.linalg.norm(kp[tip] - kp[pip]) < 0.055, (side, tip)
 
 
 @needs_model
@@ -202,6 +215,21 @@ def test_gr1_grasps_are_oblique_top_grasps() -> None:
         from_down = np.degrees(np.arccos(np.clip(-z[:, 2], -1, 1)))
         assert closed.sum() > 50 and 20 < np.median(from_down) < 55, (ep, np.median(from_down))
         assert np.median(z[:, 0]) < 0 and np.median(x[:, 0]) > 0.4, ep
+
+
+@needs_model
+@needs_demo
+@pytest.mark.realdata
+def test_gripper_opening_closes_on_the_object() -> None:
+    """Published right-hand gripper (thumb tip to index tip / 10 cm): fully open at the start, and while
+    the fingers are closed on an object (mean flexion > 1 rad) the tips stay 4-9 cm apart around it."""
+    for ep in range(5):
+        rec = _projection().convert(GR00T, ep)
+        grip = rec.arrays.state[:, part_slice("right", "gripper")][:, 0]
+        q = demo_joints(ep)[rec.videos["observation.images.ego_view"].frame_indices]
+        closed = q[:, 29:33].mean(axis=1) > 1.0
+        assert grip[0] == 1.0 and closed.sum() > 20
+        assert 0.4 < np.median(grip[closed]) < 0.9, (ep, np.median(grip[closed]))
 
 
 @needs_demo

@@ -342,12 +342,12 @@ def test_real_gr00t_demo() -> None:
         assert ep.length == int(np.floor(duration * 10)) + 1
         assert ep.meta.caption == tasks_of(GR00T)[i] and ep.meta.caption != "valid"
         assert ep.meta.has_action
-        for side in ("left", "right"):  # wrist by FK; 12 of 21 keypoints have a Fourier-hand link; no tips
+        for side in ("left", "right"):  # wrist by FK; 17 of 21 keypoints on the Fourier hand (no DIPs)
             assert ep.state_mask[:, part_slice(side, "position")].all()
             assert ep.state_mask[:, part_slice(side, "rotation")].all()
-            assert not ep.state_mask[:, part_slice(side, "gripper")].any()
+            assert ep.state_mask[:, part_slice(side, "gripper")].all()
             kp = ep.state_mask[:, part_slice(side, "keypoints")].reshape(ep.length, 21, 3)[:, :, 0]
-            assert (kp.sum(axis=1) == 12).all() and not kp[:, [4, 8, 12, 16, 20]].any()
+            assert (kp.sum(axis=1) == 17).all() and not kp[:, [7, 11, 15, 19]].any()
         # the wrists are in front of the ego camera, left hand on the image's left
         left, right = (
             ep.state[:, part_slice("left", "position")],

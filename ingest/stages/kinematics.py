@@ -51,13 +51,18 @@ HAND_GROUPS = (("pinky_proximal", "pinky_intermediate"), ("ring_proximal", "ring
                ("middle_proximal", "middle_intermediate"), ("index_proximal", "index_intermediate"),
                ("thumb_proximal_pitch", "thumb_distal"), ("thumb_proximal_yaw",))  # fmt: skip
 # MANO-21 slot -> Fourier-hand body whose origin is that joint ({S}: R or L). The hand's root body
-# (`{side}_hand`, at the wrist-pitch joint) is the wrist. Each finger has two links (MCP, PIP joints); the
-# thumb has base (CMC), proximal (MCP), distal (IP). DIP joints and fingertips have no body: masked.
+# (`{side}_hand`, at the wrist-pitch joint) is the wrist. Each finger has two links (MCP, PIP joints) and
+# the thumb three (CMC, MCP, IP); a fingertip is the far end of the last link's mesh (`TIP_LINKS`, a body
+# `{S}_<finger>_tip` added there). DIP joints have no body: masked.
+TIP_LINKS = {4: "thumb_distal", 8: "index_intermediate", 12: "middle_intermediate", 16: "ring_intermediate",
+             20: "pinky_intermediate"}  # fmt: skip
 HAND_LINKS = {0: "{side}_hand", 1: "{S}_thumb_proximal_base_link", 2: "{S}_thumb_proximal_link",
               3: "{S}_thumb_distal_link", 5: "{S}_index_proximal_link", 6: "{S}_index_intermediate_link",
               9: "{S}_middle_proximal_link", 10: "{S}_middle_intermediate_link",
               13: "{S}_ring_proximal_link", 14: "{S}_ring_intermediate_link",
               17: "{S}_pinky_proximal_link", 18: "{S}_pinky_intermediate_link"}  # fmt: skip
+HAND_LINKS |= {slot: "{S}_" + link.split("_")[0] + "_tip" for slot, link in TIP_LINKS.items()}
+MESH = "grippers/meshes/fourier_hands/{S}_{link}_link.STL"
 MAPPED_SLOTS = np.array(sorted(HAND_LINKS))
 SIDES_LR: tuple[Side, Side] = ("left", "right")
 # The GR00T demo's modality.json joint groups (group_joints names their model joints).
@@ -68,6 +73,7 @@ def assets_dir() -> Path | None:
     """robosuite's `models/assets` folder (env `EI_FORGE_ROBOSUITE_ASSETS`, else the setup cache), or None."""
     folder = Path(os.environ.get(ASSETS_ENV, DEFAULT_ASSETS))
     files = [ROBOT_XML] + [HAND_XML.format(side=s) for s in SIDES_LR]
+    files += [MESH.format(S=s, link=link) for s in "LR" for link in TIP_LINKS.values()]
     return folder if all((folder / f).is_file() for f in files) else None
 
 
@@ -98,6 +104,29 @@ def _strip(elem: ET.Element) -> None:
             elem.remove(child)
 
 
+def stl_vertices(path: Path) -> np.ndarray:
+    """`[N, 3]` vertices of a binary STL file (80-byte header, count, 50-byte triangles)."""
+    data = path.read_bytes()
+    count = int(np.frombuffer(data, dtype="<u4", count=1, offset=80)[0])
+    tri = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
+    return np.frombuffer(data, dtype=tri, count=count, offset=84)["v"].reshape(-1, 3).astype(np.float64)
+
+
+def fingertip(folder: Path, side: Side, link: str) -> np.ndarray:
+    """The fingertip in a finger's last link frame: its mesh vertex farthest from the link origin (the mesh
+    geom has no offset in the hand MJCF, so mesh coordinates are link coordinates)."""
+    v = stl_vertices(folder / MESH.format(S=side[0].upper(), link=link))
+    return v[np.argmax(np.linalg.norm(v, axis=1))]
+
+
+def _add_tips(folder: Path, side: Side, bodies: list[ET.Element]) -> None:
+    S = side[0].upper()
+    for link in TIP_LINKS.values():
+        parent = next(el for b in bodies for el in b.iter("body") if el.get("name") == f"{S}_{link}_link")
+        pos = " ".join(f"{x:.6f}" for x in fingertip(folder, side, link))
+        ET.SubElement(parent, "body", {"name": f"{S}_{link.split('_')[0]}_tip", "pos": pos})
+
+
 def _hand_bodies(folder: Path, side: Side) -> list[ET.Element]:
     world = ET.parse(folder / HAND_XML.format(side=side)).getroot().find("worldbody")
     bodies = list(world.findall("body"))
@@ -107,6 +136,7 @@ def _hand_bodies(folder: Path, side: Side) -> list[ET.Element]:
             el.set("name", f"{side}_fourier_{name}")  # the hands share names like `eef`: keep them apart
     for b in bodies:
         _strip(b)
+    _add_tips(folder, side, bodies)
     return bodies
 
 
