@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +175,10 @@ class CameraModel:
     fovy_deg: float
     K: np.ndarray
     base_from_camera: np.ndarray
+
+    def frames(self, rows: slice) -> CameraModel:
+        """The same camera over frames `rows` (an episode part)."""
+        return replace(self, base_from_camera=self.base_from_camera[rows])
 
 
 def intrinsics(fovy_deg: float, render: tuple[int, int], side: int) -> np.ndarray:
