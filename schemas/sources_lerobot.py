@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from schemas.canonical import Side
 from schemas.source_config import EefOffset, SourceConfig
 
 FIELD_PATTERN = r"^(modality:(state|action)\.[^\s\[\]]+|[^\s\[\]:]+(\[\d+:\d+\])?)$"
@@ -67,6 +68,12 @@ class CameraSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     camera_data: str | None = None
     intrinsics: list[float] | None = Field(None, min_length=6, max_length=6)
+    wrist_of: Side | None = Field(
+        None,
+        description="a camera on that arm's end effector: the camera_data entry's position / orientation"
+        " are its mount on panda_link8 (Isaac Sim: quaternion wxyz, Isaac camera axes; ingest/sources/"
+        "lda_sim.py); its per-frame pose in the base frame follows the arm's source EEF pose",
+    )
     provenance: str = ""
 
     @model_validator(mode="after")
@@ -74,6 +81,23 @@ class CameraSpec(BaseModel):
         if (self.camera_data is None) == (self.intrinsics is None):
             raise ValueError("a camera model comes from camera_data or intrinsics, exactly one")
         return self
+
+
+JointGroup = Annotated[str, StringConstraints(pattern=r"^modality:state\.[a-z_]+$")]
+
+
+class KinematicsMapping(BaseModel):
+    """Forward kinematics for a joint-only robot (ingest/stages/kinematics.py): the model, and the
+    `modality:state.<group>` fields of its joints (every group the model knows, GR00T layout). Both hands'
+    canonical wrist poses and keypoints come from the model; with `reference_frame: camera` they are taken in
+    the model's head camera (the source's ego view), else in the robot base frame."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: Literal["gr1_fourier"]
+    joints: list[JointGroup] = Field(min_length=1)
+    video: str | None = Field(
+        None, description="the source video key the model's head camera renders: its camera model and pose"
+    )
 
 
 class LeRobotInputConfig(SourceConfig):
@@ -85,6 +109,9 @@ class LeRobotInputConfig(SourceConfig):
     left: ArmMapping | None = None
     joints: list[FieldSpec] = Field(
         default_factory=list, description="fields concatenated into `observation.joints` (10 Hz, linear)"
+    )
+    kinematics: KinematicsMapping | None = Field(
+        None, description="joint-only robots: hands by forward kinematics (then `left`/`right` stay empty)"
     )
     native_action: list[FieldSpec] | None = Field(
         None, description="fields of the source's own action; None: `action`, else every `action(s).*` column"
@@ -109,3 +136,11 @@ class LeRobotInputConfig(SourceConfig):
         description="info.json `robot_type`s the mapping is for: datasets of other types under the input"
         " folder are skipped, and a single dataset of another type is refused; None: any",
     )
+
+    @model_validator(mode="after")
+    def _one_pose_source(self) -> LeRobotInputConfig:
+        if self.kinematics is not None and (self.left is not None or self.right is not None):
+            raise ValueError("kinematics gives both hands: leave `left` and `right` out")
+        if self.reference_frame == "camera" and self.kinematics is None:
+            raise ValueError("reference_frame: camera needs a camera model (kinematics)")
+        return self

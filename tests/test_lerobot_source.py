@@ -10,13 +10,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from ingest.errors import EpisodeError
 from ingest.sources.lerobot import SOURCE
-from ingest.stages import quality
+from ingest.stages import kinematics, quality
 from ingest.validate import validate_dataset
 from ingest.video import probe
 from ingest.writer import finalize_meta, publish_episode, stage_episode
+from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.lerobot import video_path
 from schemas.pipelines import PipelinesFile, VideoConfig
@@ -319,11 +321,18 @@ def test_episode_length_mismatch_rejected(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- real samples
 
 
-def gr00t_config() -> LeRobotInputConfig:
-    groups = ["left_arm", "left_hand", "left_leg", "neck", "right_arm", "right_hand", "right_leg", "waist"]
+GR00T_GROUPS = ["left_arm", "left_hand", "left_leg", "neck", "right_arm", "right_hand", "right_leg", "waist"]
+
+
+def gr00t_config(fk: bool = False) -> LeRobotInputConfig:
+    """The demo as joints only, or (`fk`) with both hands by forward kinematics in the ego camera."""
+    joints = [f"modality:state.{g}" for g in GR00T_GROUPS]
+    kin = (
+        {"kinematics": {"model": "gr1_fourier", "joints": joints}, "reference_frame": "camera"} if fk else {}
+    )
     return config(
         embodiment="gr1_arms_only", native_fps=20, right=None,
-        joints=[f"modality:state.{g}" for g in groups], optional_cameras=["observation.images.egoview"],
+        joints=joints, optional_cameras=["observation.images.egoview"], **kin,
     )  # fmt: skip
 
 
@@ -349,14 +358,27 @@ def tasks_of(root: Path) -> list[str]:
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+@pytest.mark.skipif(kinematics.assets_dir() is None, reason="needs the GR1 model (make setup)")
 def test_real_gr00t_demo() -> None:
-    episodes = convert_all(GR00T, gr00t_config())
+    episodes = convert_all(GR00T, gr00t_config(fk=True))
     assert len(episodes) == 5
     for i, ep in enumerate(episodes):
         duration = source_duration(GR00T / f"data/chunk-000/episode_{i:06d}.parquet", 20)
         assert ep.length == int(np.floor(duration * 10)) + 1
         assert ep.meta.caption == tasks_of(GR00T)[i] and ep.meta.caption != "valid"
-        assert not ep.state_mask.any() and not ep.action_mask.any()  # no EEF pose: wrist dims masked
+        assert ep.meta.has_action
+        for side in ("left", "right"):  # wrist by FK; 17 of 21 keypoints on the Fourier hand (no DIPs)
+            assert ep.state_mask[:, part_slice(side, "position")].all()
+            assert ep.state_mask[:, part_slice(side, "rotation")].all()
+            assert ep.state_mask[:, part_slice(side, "gripper")].all()
+            kp = ep.state_mask[:, part_slice(side, "keypoints")].reshape(ep.length, 21, 3)[:, :, 0]
+            assert (kp.sum(axis=1) == 17).all() and not kp[:, [7, 11, 15, 19]].any()
+        # the wrists are in front of the ego camera, left hand on the image's left
+        left, right = (
+            ep.state[:, part_slice("left", "position")],
+            ep.state[:, part_slice("right", "position")],
+        )
+        assert (left[:, 2] > 0.1).all() and (right[:, 2] > 0.1).all() and (left[:, 0] < right[:, 0]).all()
         assert ep.extra["observation.joints"].values.shape == (ep.length, 44)
         assert ep.extra["observation.joints"].names[22] == "state.right_arm.0"
         assert ep.extra["action.native"].values.shape == (ep.length, 44)
@@ -364,6 +386,29 @@ def test_real_gr00t_demo() -> None:
         np.testing.assert_array_equal(
             ep.videos["observation.images.ego_view"].frame_indices, 2 * np.arange(ep.length)
         )
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+def test_real_gr00t_joints_only_stays_masked() -> None:
+    """Without a kinematics model a joint-only robot publishes no canonical values (joints kept)."""
+    (ep,) = SOURCE.convert(SOURCE.discover(GR00T, gr00t_config())[0], gr00t_config())
+    assert not ep.state_mask.any() and not ep.action_mask.any() and not ep.meta.has_action
+    assert ep.extra["observation.joints"].values.shape == (ep.length, 44)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (GR00T / "meta/info.json").is_file(), reason="needs ../shared/realdata GR00T demo")
+def test_real_gr00t_without_the_model_files_is_a_named_reject(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(kinematics.ASSETS_ENV, str(tmp_path / "nowhere"))
+    kinematics.gr1_model.cache_clear()
+    try:
+        ref = SOURCE.discover(GR00T, gr00t_config(fk=True))[0]
+        with pytest.raises(EpisodeError, match="GR1 assets not found .*make setup") as err:
+            SOURCE.convert(ref, gr00t_config(fk=True))
+        assert err.value.field == "kinematics"
+    finally:
+        kinematics.gr1_model.cache_clear()
 
 
 @pytest.mark.realdata
@@ -551,7 +596,13 @@ def test_real_gr00t_demo_round_trips_for_gr00t(tmp_path: Path) -> None:
     from ingest.validate import validate_dataset
     from tests.fixtures.gr00t import gr00t_load_stats
 
-    opts = RunOptions(source="lerobot_gr00t_gr1", input=GR00T, output=tmp_path, workers=1, progress=False)
+    # the shipped section without its kinematic model: a joint-only robot
+    raw = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
+    del raw["sources"]["lerobot_gr00t_gr1"]["kinematics"]
+    raw["sources"]["lerobot_gr00t_gr1"]["reference_frame"] = "base"
+    (tmp_path / "pipelines.yaml").write_text(yaml.safe_dump(raw))
+    opts = RunOptions(source="lerobot_gr00t_gr1", input=GR00T, output=tmp_path, workers=1, progress=False,
+                      pipelines=tmp_path / "pipelines.yaml")  # fmt: skip
     run(opts)
     out = tmp_path / "lerobot_gr00t_gr1"
     assert validate_dataset(out) == []

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ingest.job import DEFAULT_PIPELINES, RunOptions, run
+from ingest.stages import kinematics
 from ingest.validate import validate_dataset
 from schemas.pipelines import PipelinesFile
 from tests.fixtures import rlds as rlds_fx
@@ -63,6 +64,7 @@ def test_oxe_shards_publish_and_a_corrupt_record_is_one_reject(tmp_path: Path) -
 @pytest.mark.skipif(
     not (REAL / "gr00t_demo_robot_sim.PickNPlace").is_dir(), reason="needs ../shared/realdata"
 )
+@pytest.mark.skipif(kinematics.assets_dir() is None, reason="needs the GR1 model (make setup)")
 def test_gr00t_demo_through_the_job(tmp_path: Path) -> None:
     src = REAL / "gr00t_demo_robot_sim.PickNPlace"
     opts = RunOptions(source="lerobot_gr00t_gr1", input=src, output=tmp_path, workers=2, progress=False)
@@ -71,6 +73,8 @@ def test_gr00t_demo_through_the_job(tmp_path: Path) -> None:
     assert summary.total_episodes == 5 and validate_dataset(root) == []
     info = json.loads((root / "meta/info.json").read_text())
     assert info["features"]["observation.joints"]["shape"] == [44]
+    metas = [json.loads(x) for x in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    assert all(m["has_action"] for m in metas)  # both hands by forward kinematics
     tasks = {json.loads(x)["task"] for x in (src / "meta/tasks.jsonl").read_text().splitlines()}
     captions = [json.loads(x)["caption"] for x in (root / "meta/episodes.jsonl").read_text().splitlines()]
     assert all(c in tasks and c != "valid" for c in captions)

@@ -10,8 +10,10 @@ LeRobot's tolerance (1e-4 s) of the `1 / fps` grid are snapped to it, so float32
 last 10 Hz sample. Everything is resampled to 10 Hz without extrapolation (ingest/stages/resample.py).
 
 The key mapping (schemas/sources_lerobot.py) says where each side's end-effector pose and gripper are. With a
-pose, the canonical state and action follow CONTRACT.md section 4 in the robot base frame; without one
-(joint-only robots) the wrist dimensions stay masked and the mapped joints are kept in `observation.joints`.
+pose, the canonical state and action follow CONTRACT.md section 4 in the robot base frame. A joint-only robot
+with a `kinematics` model (GR00T's GR1) gets both hands by forward kinematics (ingest/stages/kinematics.py),
+in its head camera's frame; without one the wrist dimensions stay masked. Mapped joints are kept in
+`observation.joints` either way.
 The source's own action is kept unchanged (nearest source frame) in `action.native`; integer
 `annotation.*` columns (GR00T: rows of the task table) are carried over as text (nearest source frame).
 Video frames are the nearest source frames, offset by the episode's window in the MP4 (v3.0 concatenates
@@ -28,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest.errors import EpisodeError
-from ingest.sources import lerobot_v3
+from ingest.sources import lda_sim, lerobot_v3
 from ingest.sources.base import SourceEpisodeRef
 from ingest.sources.lerobot_meta import (
     DatasetMeta,
@@ -41,11 +43,12 @@ from ingest.sources.lerobot_meta import (
     read_field,
     read_fields,
 )
-from ingest.stages import hands, quality, resample
-from ingest.stages.geometry import values_to_rotation
+from ingest.stages import hands, kinematics, quality, resample
+from ingest.stages.camera import pose_rows
+from ingest.stages.geometry import invert_pose, values_to_rotation
 from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.video import declared_frames
-from schemas.camera import CameraModel
+from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
 from schemas.episode import (
     ANNOTATION_PREFIX,
@@ -57,7 +60,7 @@ from schemas.episode import (
     VideoSource,
 )
 from schemas.pipelines import SourceConfig
-from schemas.sources_lerobot import ArmMapping, CameraSpec, LeRobotInputConfig
+from schemas.sources_lerobot import ArmMapping, CameraSpec, KinematicsMapping, LeRobotInputConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
 TIMESTAMP_TOL_S = 1e-4  # lerobot's default tolerance_s
@@ -156,6 +159,38 @@ def resample_arm(track: ArmTrack, plan: resample.ResamplePlan) -> hands.SideArra
     return robot_side(pose, grip, plan.length)
 
 
+# ---------------------------------------------------------------------------------------------- kinematics
+
+
+def read_joint_groups(
+    kin: KinematicsMapping, table: pa.Table, meta: DatasetMeta, path: Path
+) -> tuple[np.ndarray, dict[str, tuple[int, int]]]:
+    """The model's joints `[N, D]` (source rate) and their layout: modality group -> (start, end)."""
+    values, layout, start = [], {}, 0
+    for spec in kin.joints:
+        v, _ = read_field(spec, table, meta, path)
+        _finite_rows(path, spec, v)
+        layout[spec.removeprefix("modality:state.")] = (start, start + v.shape[1])
+        values.append(v)
+        start += v.shape[1]
+    return np.concatenate(values, axis=1), layout
+
+
+def kinematic_sides(
+    cfg: LeRobotInputConfig, table: pa.Table, meta: DatasetMeta, plan: resample.ResamplePlan, path: Path
+) -> tuple[dict[Side, hands.SideArrays], kinematics.CameraModel]:
+    """Both hands by forward kinematics of the 10 Hz joints (linear), and the head camera model."""
+    kin = cfg.kinematics
+    joints, layout = read_joint_groups(kin, table, meta, path)
+    try:
+        fk = kinematics.gr1_model().forward(resample.resample_linear(plan, joints), layout)
+    except FileNotFoundError as e:
+        raise EpisodeError(path, "kinematics", str(e), stage="read") from e
+    except (ValueError, KeyError) as e:
+        raise EpisodeError(path, "kinematics.joints", str(e)) from e
+    return kinematics.hand_sides(fk, cfg.reference_frame == "camera"), fk.camera
+
+
 # ---------------------------------------------------------------------------------------------- videos
 
 
@@ -211,22 +246,58 @@ def camera_model(entry: EpisodeEntry, key: str, spec: CameraSpec, out_key: str) 
         ) from e
 
 
-def plan_cameras(
-    entry: EpisodeEntry, cfg: LeRobotInputConfig, videos: dict[str, VideoSource]
-) -> list[CameraModel]:
-    """Camera models of the kept videos the section gives one for.
+def _with_pose(model: CameraModel, poses: np.ndarray) -> tuple[CameraModel, ExtraColumn]:
+    """The model with a per-frame `base_from_camera` column (10 Hz poses `[T, 4, 4]`, OpenCV axes)."""
+    column = pose_column(model.camera)
+    return (model.model_copy(update={"pose_frame": "base", "pose_column": column}),
+            ExtraColumn(pose_rows(poses), list(POSE_NAMES)))  # fmt: skip
 
-    TODO(issue 12): per-frame poses. LDA-1B sim: which `camera_data` entry the `ego_view` video is and
-    the robot base's pose in the sim world are being settled (the entries' `position` / `orientation`
-    are USD prim poses, some relative to a parent link); GR1: the head camera's pose comes from forward
-    kinematics of the robot model. Each goes here as an `observation.camera_pose.<name>` column
-    (ingest/stages/camera.py:pose_rows, OpenCV axes) with `pose_frame` and `pose_column` set."""
-    models = []
+
+def wrist_camera_poses(
+    entry: EpisodeEntry, track: ArmTrack, arm: ArmMapping, plan: resample.ResamplePlan
+) -> np.ndarray:
+    """10 Hz base_from_camera of a camera on an arm's end effector: the source EEF pose (the canonical one
+    with the offset undone) times the camera's mount (ingest/sources/lda_sim.py)."""
+    mount = lda_sim.wrist_camera({"camera_data": entry.camera_data}, entry.data_file)
+    offset = offset_transform(arm.eef_offset.quat_wxyz, arm.eef_offset.translation)
+    source = track.pose @ invert_pose(offset)
+    return resample.resample_poses(plan, lda_sim.base_from_camera(source, mount))
+
+
+def head_camera(cam: kinematics.CameraModel, model: str, out_key: str) -> CameraModel:
+    """The published model of a kinematic model's head camera (intrinsics at its render size)."""
+    (fx, _, cx), (_, fy, cy) = cam.K[0], cam.K[1]
+    why = f"forward kinematics: {model} camera {cam.name}, fovy {cam.fovy_deg} deg (ingest/stages/kinematics)"
+    return CameraModel(camera=out_key, width=cam.width, height=cam.height, fx=fx, fy=fy, cx=cx, cy=cy,
+                       provenance=why)  # fmt: skip
+
+
+def plan_cameras(
+    entry: EpisodeEntry, cfg: LeRobotInputConfig, videos: dict[str, VideoSource], plan: resample.ResamplePlan,
+    tracks: dict[Side, ArmTrack], fk_camera: kinematics.CameraModel | None,
+) -> tuple[list[CameraModel], dict[str, ExtraColumn]]:  # fmt: skip
+    """Camera models of the kept videos the section gives one for, with a per-frame base_from_camera
+    column where the pose is known: a wrist camera (`wrist_of`) or the head camera of a kinematic model."""
+    models, extra = [], {}
     for key, spec in cfg.camera_models.items():
         out_key = f"observation.images.{key.rsplit('.', 1)[-1]}"
+        if out_key not in videos:
+            continue
+        model = camera_model(entry, key, spec, out_key)
+        track = tracks.get(spec.wrist_of) if spec.wrist_of else None
+        if track is not None and track.pose is not None:
+            arm = cfg.left if spec.wrist_of == "left" else cfg.right
+            poses = wrist_camera_poses(entry, track, arm, plan)
+            model, extra[pose_column(out_key)] = _with_pose(model, poses)
+        models.append(model)
+    kin = cfg.kinematics
+    if fk_camera is not None and kin is not None and kin.video is not None:
+        out_key = f"observation.images.{kin.video.rsplit('.', 1)[-1]}"
         if out_key in videos:
-            models.append(camera_model(entry, key, spec, out_key))
-    return models
+            model, extra[pose_column(out_key)] = _with_pose(head_camera(fk_camera, kin.model, out_key),
+                                                            fk_camera.base_from_camera)  # fmt: skip
+            models.append(model)
+    return models, extra
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -338,15 +409,20 @@ def convert_recording(ref: SourceEpisodeRef, cfg: LeRobotInputConfig) -> Convert
     path, table = entry.data_file, read_table(entry)
     _check_length(entry, table, path)
     plan = resample.make_plan(source_times(table, meta.fps, path))
-    arms = {s: a for s, a in (("left", cfg.left), ("right", cfg.right)) if a is not None}
-    sides = {s: resample_arm(read_arm(a, table, meta, path), plan) for s, a in arms.items()}
+    camera, tracks = None, {}
+    if cfg.kinematics is not None:
+        sides, camera = kinematic_sides(cfg, table, meta, plan, path)
+    else:
+        arms = {s: a for s, a in (("left", cfg.left), ("right", cfg.right)) if a is not None}
+        tracks = {s: read_arm(a, table, meta, path) for s, a in arms.items()}
+        sides = {s: resample_arm(track, plan) for s, track in tracks.items()}
     notes = {c: read_annotation(c, table, meta, plan.nearest, path) for c in annotation_columns(meta, cfg)}
     videos = plan_videos(entry, meta, cfg, plan.nearest, table.num_rows)
+    cameras, poses = plan_cameras(entry, cfg, videos, plan, tracks, camera)
     return Converted(
         arrays=hands.assemble(sides, plan.length), sides=[s for s in SIDES if s in sides],
-        extra=_extras(table, meta, cfg, plan, path), videos=videos,
-        annotations=notes, task=episode_task(entry, table, meta, cfg, path),
-        cameras=plan_cameras(entry, cfg, videos),
+        extra=_extras(table, meta, cfg, plan, path) | poses, videos=videos,
+        annotations=notes, task=episode_task(entry, table, meta, cfg, path), cameras=cameras,
     )  # fmt: skip
 
 

@@ -252,7 +252,8 @@ def _mapping_fields(cfg: LeRobotInputConfig) -> list[str]:
     fields = [
         f for arm in (cfg.right, cfg.left) if arm for f in (arm.position, arm.rotation, arm.gripper) if f
     ]
-    return fields + cfg.joints + (cfg.native_action or [])
+    kin = cfg.kinematics.joints if cfg.kinematics else []
+    return fields + cfg.joints + kin + (cfg.native_action or [])
 
 
 def check_mapping(meta: DatasetMeta, cfg: LeRobotInputConfig) -> None:
