@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/catalog.py
 	$(BIN)/python bench/video_cut.py
 	$(BIN)/python bench/caption.py
+	$(BIN)/python bench/convert_real.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
