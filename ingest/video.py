@@ -32,6 +32,8 @@ class VideoResult(BaseModel):
     stats: FeatureStats
     source_width: int  # the source frames' size, before `output_size` scaled them
     source_height: int
+    # where the picture lies in the published frame (x, y, width, height): all of it unless `fit: pad`
+    picture: tuple[int, int, int, int] | None = None
 
 
 class VideoProbe(BaseModel):
@@ -107,9 +109,30 @@ class _ImageStats:
 def output_size(width: int, height: int, cfg: VideoConfig) -> tuple[int, int]:
     """The published size of a `width` x `height` source: scaled by one factor (never up) to fit inside
     the section's `cfg.width` x `cfg.height` box, each side rounded to an even number (yuv420p), at
-    least 2. The source's aspect ratio is kept to within that rounding (at most 1 pixel per side)."""
+    least 2. The source's aspect ratio is kept to within that rounding (at most 1 pixel per side).
+    `fit: pad`: the box itself (the picture goes where `picture_box` says)."""
+    if cfg.fit == "pad":
+        return cfg.width, cfg.height
     s = min(1.0, cfg.width / width, cfg.height / height)
     return max(2, 2 * round(width * s / 2)), max(2, 2 * round(height * s / 2))
+
+
+def picture_box(width: int, height: int, cfg: VideoConfig) -> tuple[int, int, int, int]:
+    """(x, y, w, h) of a `width` x `height` source's picture in its published frame: the whole frame,
+    or with `fit: pad` the source scaled by one factor (up or down) to fit the box, centred, even."""
+    if cfg.fit != "pad":
+        return (0, 0, *output_size(width, height, cfg))
+    s = min(cfg.width / width, cfg.height / height)
+    w, h = min(cfg.width, 2 * round(width * s / 2)), min(cfg.height, 2 * round(height * s / 2))
+    return 2 * ((cfg.width - w) // 4), 2 * ((cfg.height - h) // 4), w, h
+
+
+def _padded(frame: av.VideoFrame, box: tuple[int, int, int, int], size: tuple[int, int]) -> av.VideoFrame:
+    """The frame scaled into `box` (x, y, w, h) of a black `size` canvas, as yuv420p."""
+    x, y, w, h = box
+    canvas = np.zeros((size[1], size[0], 3), dtype=np.uint8)
+    canvas[y : y + h, x : x + w] = frame.reformat(w, h, format="rgb24", interpolation="AREA").to_ndarray()
+    return av.VideoFrame.from_ndarray(canvas, format="rgb24").reformat(format=PIX_FMT)
 
 
 def _open_encoder(container: av.container.OutputContainer, cfg: VideoConfig) -> av.VideoStream:
@@ -262,7 +285,11 @@ def _encode_frames(
             source = (frame.width, frame.height)
             stream.width, stream.height = width, height = output_size(frame.width, frame.height, cfg)
             stats_w, stats_h = _stats_size(width, height)
-        scaled = frame.reformat(width, height, format=PIX_FMT, interpolation="AREA")
+            box = picture_box(frame.width, frame.height, cfg)
+        if box[2:] == (width, height):
+            scaled = frame.reformat(width, height, format=PIX_FMT, interpolation="AREA")
+        else:
+            scaled = _padded(frame, box, (width, height))
         scaled.pict_type = av.video.frame.PictureType.NONE
         while k < len(frame_indices) and frame_indices[k] == i:
             if k in sampled:
@@ -320,8 +347,9 @@ def transcode(
     width, height = output_size(*source, cfg)
     info = VideoInfo(fps=FPS, height=height, width=width, codec=cfg.codec, pix_fmt=PIX_FMT)
     return VideoResult(
-        n_frames=n, info=info, stats=stats.result(), source_width=source[0], source_height=source[1]
-    )
+        n_frames=n, info=info, stats=stats.result(), source_width=source[0], source_height=source[1],
+        picture=picture_box(*source, cfg),
+    )  # fmt: skip
 
 
 def _remove(*paths: Path) -> None:

@@ -188,7 +188,8 @@ def published_camera(cam: CameraModel, result: video.VideoResult, src: Path) -> 
             f"intrinsics of {cam.width}x{cam.height} for a {result.source_width}x{result.source_height} video"
         )
         raise EpisodeError(src, "cameras", msg, stage="video")
-    return cam.scaled(result.info.width, result.info.height)
+    x, y, w, h = result.picture or (0, 0, result.info.width, result.info.height)
+    return cam.scaled(w, h).shifted(x, y, result.info.width, result.info.height)
 
 
 def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedEpisode:

@@ -70,6 +70,14 @@ class CameraModel(BaseModel):
             }
         )
 
+    def shifted(self, x: int, y: int, width: int, height: int) -> CameraModel:
+        """The same camera with its picture placed at (x, y) of a `width` x `height` frame (padding)."""
+        if (x, y, width, height) == (0, 0, self.width, self.height):
+            return self
+        return self.model_copy(
+            update={"width": width, "height": height, "cx": self.cx + x, "cy": self.cy + y}
+        )
+
 
 class CameraRecord(CameraModel):
     """One line of `meta/cameras.jsonl`: a published episode's camera."""

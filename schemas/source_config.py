@@ -14,7 +14,9 @@ class VideoConfig(BaseModel):
     """Output video: size box, codec and encoder settings. H.264 decodes everywhere (NVDEC too).
 
     `width` x `height` bounds the published size: a source is scaled by one factor, never up, to fit
-    inside, keeping its aspect ratio (ingest/video.py:output_size)."""
+    inside, keeping its aspect ratio (ingest/video.py:output_size). `fit: pad` publishes exactly the box
+    instead, the picture scaled to fit inside it (up or down) and centred on black bars: for a section
+    whose sources differ in aspect ratio (HOT3D's Aria and Quest3), since a dataset's camera has one size."""
 
     model_config = ConfigDict(extra="forbid")
     width: int = Field(640, gt=0, multiple_of=2)
@@ -24,6 +26,7 @@ class VideoConfig(BaseModel):
     preset: str = "veryfast"
     gop: int = Field(10, gt=0)
     threads: int = Field(0, ge=0, description="codec threads per conversion; 0 lets FFmpeg choose")
+    fit: Literal["shrink", "pad"] = "shrink"
 
 
 Vec3 = tuple[float, float, float]

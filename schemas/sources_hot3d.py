@@ -19,6 +19,9 @@ class Hot3dConfig(SourceConfig):
     # Headset (metadata.json `headset`) -> the image stream whose camera is the reference frame and whose
     # video `<sequence>/<stream>.mp4` is kept: Aria's RGB camera, Quest3's left monochrome camera.
     camera_streams: dict[str, str] = Field(default_factory=lambda: {"Aria": "214-1", "Quest3": "1201-1"})
+    # Stream -> the image size its calibration is given at, where the calibration file does not say
+    # (Aria's online calibration; Quest3's camera_models.json has imageWidth / imageHeight).
+    calibration_sizes: dict[str, tuple[int, int]] = Field(default_factory=lambda: {"214-1": (1408, 1408)})
     # Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (licence-gated, never shipped). The environment variable
     # EI_FORGE_MANO_DIR (which `ingest run --mano-dir` sets) overrides it.
     mano_dir: Path | None = None

@@ -35,6 +35,7 @@ def section(mano_dir: Path | None, **video: int) -> dict:
     sec = yaml.safe_load((ROOT / "pipelines.yaml").read_text())["sources"]["hot3d"]
     sec["mano_dir"] = None if mano_dir is None else str(mano_dir)
     sec["video"] = {**sec["video"], **video}
+    sec["calibration_sizes"] = {}  # the fixture's Aria calibration is at its own 64x48 video's size
     return sec
 
 

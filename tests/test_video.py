@@ -123,6 +123,38 @@ def test_a_circle_stays_a_circle(tmp_path: Path, size: tuple[int, int], box: tup
     assert dx / dy == pytest.approx(1.0, abs=0.04)  # stretched 4:3 -> 16:9 would be 1.33
 
 
+def test_pad_fits_the_picture_into_the_box_between_black_bars(tmp_path: Path) -> None:
+    """`fit: pad` (HOT3D's two headsets in one dataset): a 5:4 source in a square box is published at the
+    box's size, the picture scaled to the full width, centred between black bars, the disc still round;
+    a camera model of that source lands its principal point on the picture's centre."""
+    from schemas.camera import CameraModel
+
+    radius = 20.0
+    src = make_circle_video(tmp_path / "src.mp4", 80, 64, radius)
+    cfg = VideoConfig(width=128, height=128, crf=0, fit="pad")
+    result = transcode(src, np.array([0, 1, 2]), tmp_path / "out.mp4", cfg)
+    assert (probe(tmp_path / "out.mp4").width, result.info.height) == (128, 128)
+    assert result.picture == (
+        0,
+        12,
+        128,
+        102,
+    )  # 64 * 1.6 = 102.4 -> 102 rows, (128 - 102) / 2 = 13 -> even 12
+    _, rgb = decode(tmp_path / "out.mp4")
+    lum = rgb[1].mean(axis=2)
+    assert lum[:10].max() < 20 and lum[-14:].max() < 20  # the bars are black
+    dx, dy = _disc_extent(rgb[1])
+    assert dx == pytest.approx(2 * radius * 1.6, rel=0.06) and dx / dy == pytest.approx(1.0, abs=0.04)
+    centre = np.argwhere(lum > 128).mean(axis=0)  # (row, column) of the disc
+    cam = CameraModel(camera="observation.images.ego", width=80, height=64, fx=50.0, fy=50.0, cx=39.5,
+                      cy=31.5, provenance="test")  # fmt: skip
+    x, y, w, h = result.picture
+    out = cam.scaled(w, h).shifted(x, y, 128, 128)
+    assert (out.width, out.height) == (128, 128)
+    np.testing.assert_allclose([out.cy, out.cx], centre, atol=0.6)
+    assert out.fx == pytest.approx(50.0 * 1.6) and out.fy == pytest.approx(50.0 * 102 / 64)
+
+
 def test_av1(source: Path, tmp_path: Path) -> None:
     cfg = VideoConfig(width=64, height=64, codec="av1", crf=20)
     idx = np.array([2, 4, 4, 30])

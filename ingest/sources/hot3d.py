@@ -290,10 +290,11 @@ def read_intrinsics(seq: Path, stream: str) -> Intrinsics:
     return Intrinsics(fx, fy, cx, cy, name, rest, (c.imageWidth, c.imageHeight))
 
 
-def camera_model(k: Intrinsics, key: str, mp4: Path) -> CameraModel:
-    """The published camera: the stream's projection (at its calibration size, else the video's), its
-    per-frame pose `world_from_camera` in the column `observation.camera_pose.<name>`."""
-    width, height = k.size if all(k.size) else frame_size(mp4)
+def camera_model(k: Intrinsics, key: str, mp4: Path, sizes: dict[str, tuple[int, int]]) -> CameraModel:
+    """The published camera: the stream's projection (at its calibration size: the file's, else the
+    section's `calibration_sizes`, else the video's), its per-frame pose `world_from_camera` in the column
+    `observation.camera_pose.<name>`."""
+    width, height = k.size if all(k.size) else sizes.get(mp4.stem) or frame_size(mp4)
     return CameraModel(
         camera=key, width=width, height=height, fx=k.fx, fy=k.fy, cx=k.cx, cy=k.cy,
         distortion_model=k.model, distortion=k.coefficients, pose_frame="world", pose_column=pose_column(key),
@@ -510,7 +511,7 @@ class Hot3dSource:
         data = to_10hz(track, samples, models)
         ranges = resample.chunk_ranges(len(data.frames), MAX_FRAMES)
         text = caption(seq)
-        cam = camera_model(read_intrinsics(seq, stream), cfg.camera_key, mp4)
+        cam = camera_model(read_intrinsics(seq, stream), cfg.camera_key, mp4, cfg.calibration_sizes)
         return [
             _episode(ref.source_episode_id if len(ranges) == 1 else f"{ref.source_episode_id}#{part}",
                      data, slice(start, stop), mp4, cfg, text, cam)
