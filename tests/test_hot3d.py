@@ -35,7 +35,6 @@ def section(mano_dir: Path | None, **video: int) -> dict:
     sec = yaml.safe_load((ROOT / "pipelines.yaml").read_text())["sources"]["hot3d"]
     sec["mano_dir"] = None if mano_dir is None else str(mano_dir)
     sec["video"] = {**sec["video"], **video}
-    sec["calibration_sizes"] = {}  # the fixture's Aria calibration is at its own 64x48 video's size
     return sec
 
 
@@ -210,7 +209,7 @@ def test_episode_matches_closed_form(tmp_path: Path, cfg: Hot3dConfig, model: tu
         assert (cam.width, cam.height) == (64, 48)  # camera_models.json imageWidth / imageHeight
         assert [cam.fx, cam.fy, cam.cx, cam.cy] == params["projectionParams"][:4]
     else:
-        assert (cam.width, cam.height) == (64, 48)  # no size in the calibration: the video's
+        assert (cam.width, cam.height) == (1408, 1408)  # no size in the calibration: the section's
         f, cx, cy = params["Projection"]["Params"][:3]
         assert [cam.fx, cam.fy, cam.cx, cam.cy] == [f, f, cx, cy]
     assert (cam.distortion_model, cam.distortion, cam.pose_frame) == ("fisheye624", fh.FISHEYE, "world")

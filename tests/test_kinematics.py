@@ -44,7 +44,7 @@ def mirror_right_to_left(q: np.ndarray) -> np.ndarray:
 def test_intrinsics_of_the_padded_ego_view() -> None:
     """fovy 77 at 1280 x 800, padded to 1280 x 1280 and resized to 256: f = 400 / tan(38.5 deg) / 5."""
     K = kinematics.intrinsics(77.0, (1280, 800), 256)
-    np.testing.assert_allclose(K, [[100.5738, 0, 128], [0, 100.5738, 128], [0, 0, 1]], atol=1e-4)
+    np.testing.assert_allclose(K, [[100.5738, 0, 127.5], [0, 100.5738, 127.5], [0, 0, 1]], atol=1e-4)
 
 
 @needs_model

@@ -186,7 +186,8 @@ def intrinsics(fovy_deg: float, render: tuple[int, int], side: int) -> np.ndarra
     point at the centre), then padded to a square (centred) and resized to `side x side` pixels."""
     width, height = render
     f = (height / 2) / np.tan(np.radians(fovy_deg) / 2) * side / max(width, height)
-    return np.array([[f, 0.0, side / 2], [0.0, f, side / 2], [0.0, 0.0, 1.0]])
+    c = (side - 1) / 2  # the image centre, pixel centres at integers (OpenCV, schemas/camera.py)
+    return np.array([[f, 0.0, c], [0.0, f, c], [0.0, 0.0, 1.0]])
 
 
 @dataclass
