@@ -48,6 +48,12 @@ if [ -f "$REAL/agibot_world/proprio_stats_beta_sample/proprio_stats.h5" ]; then
   .venv/bin/ingest run agibot --input "$WORK/agibot-real" --output "$WORK/out" --no-progress
   datasets+=("$WORK/out/agibot")
 fi
+if [ -d "$REAL/agibot_world/a2d_genie_sim_episode" ]; then
+  # the real folder as it is: an A2D aligned episode and a lone proprio_stats.h5, no videos
+  .venv/bin/ingest run agibot --input "$REAL/agibot_world" --output "$WORK/out" --name agibot_world_real \
+    --no-progress
+  datasets+=("$WORK/out/agibot_world_real")
+fi
 # HOT3D: MANO keypoints through smplx with a generated MANO-like model (the real one cannot be shipped)
 .venv/bin/python -m tests.fixtures.hot3d "$WORK/hot3d-sample" --mano-dir "$WORK/mano"
 .venv/bin/ingest run hot3d --input "$WORK/hot3d-sample" --output "$WORK/out" --name hot3d_fixture \
