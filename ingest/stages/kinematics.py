@@ -3,13 +3,14 @@
 The model is robosuite 1.5.2's own MJCF (`robots/gr1/robot.xml`, `grippers/fourier_{left,right}_hand.xml`),
 composed the way robosuite mounts a gripper (the hand's bodies become children of `right_eef` / `left_eef`)
 and loaded with `mujoco`; only bodies, joints and cameras are kept (geoms and meshes are dropped: kinematics
-needs neither). `make setup` puts the assets in `~/.cache/ei-forge/robosuite-1.5.2` (`tools/fetch_models.sh`);
-`EI_FORGE_ROBOSUITE_ASSETS` overrides the folder. Without them `assets_dir()` is None and callers refuse.
+needs neither). `make setup` puts the assets in `~/.cache/ei-forge/robosuite-1.5.2`
+(`tools/fetch_robot_models.sh`); `EI_FORGE_ROBOSUITE_ASSETS` overrides the folder. Without them
+`assets_dir()` is None and callers refuse.
 
 Per frame (`mj_kinematics`, all 44 GR00T joints set, legs/waist/neck included): each hand's 21 MANO slots
 from Fourier-hand body origins (`HAND_LINKS`; a slot with no link is NaN), the canonical wrist pose by the
-human-hand rule (`eef.hand_pose` on those slots), and the head camera `robotview` (body `head_pitch`) in the
-base frame with OpenCV axes. Everything is in the frame of the robot's `base` body (the pelvis).
+human-hand rule (`eef.hand_pose` on those slots), and RoboCasa's ego camera `egoview` (on `head_pitch`) in
+the base frame with OpenCV axes. Everything is in the frame of the robot's `base` body (the pelvis).
 """
 
 from __future__ import annotations
