@@ -184,7 +184,7 @@ def test_euler_with_exact_velocity_recovers_the_data():
         actions = sample_actions(
             oracle, batch, *cond, steps=steps, generator=torch.Generator().manual_seed(1)
         )
-        dims = batch.action_mask.any(dim=1)[:, None, :].expand_as(actions)
+        dims = batch.action_dims[:, None, :].expand_as(actions)
         torch.testing.assert_close(actions[dims], batch.actions[dims], atol=1e-5, rtol=1e-5)
         future = predict_future(oracle, batch, *cond, steps=steps, generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(future, batch.future_latents, atol=1e-5, rtol=1e-5)
@@ -196,7 +196,7 @@ def test_samplers_run_the_model_and_restore_its_mode():
     actions = sample_actions(model, batch, *cond, generator=torch.Generator().manual_seed(0))
     again = sample_actions(model, batch, *cond, generator=torch.Generator().manual_seed(0))
     assert actions.shape == batch.actions.shape and torch.equal(actions, again)
-    assert (actions[~batch.action_mask.any(dim=1)[:, None, :].expand_as(actions)] == 0).all()
+    assert (actions[~batch.action_dims[:, None, :].expand_as(actions)] == 0).all()
     assert predict_future(model, batch, *cond).shape == batch.future_latents.shape
     assert model.training
 

@@ -26,7 +26,7 @@ def model_inputs(batch, cond: tuple[torch.Tensor, torch.Tensor], t: float = 0.5)
         history_actions=batch.history_actions,
         history_mask=batch.history_mask,
         actions_in=batch.actions,
-        action_dim_mask=batch.action_mask.any(dim=1),
+        action_dim_mask=batch.action_dims,
         t_action=torch.full((b,), t),
         t_obs=torch.full((b,), t),
         task=batch.task,

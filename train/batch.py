@@ -5,6 +5,12 @@ A = 146 (the canonical vector), C = action chunk (16), H = history actions (5), 
 Every tensor is already normalised (state/actions with per-dimension mean/std, latents with the
 per-channel mean/std of `meta/latents.json`); masked values are 0 and their mask is False.
 
+Time: the model's context (obs latents, state, history, `action_dims`, captions) comes from frame t or
+before, or is a constant of the sample's dataset. `actions`, `action_mask`, `future_latents` and
+`future_valid` describe t .. t+C-1 and t + future_offset: they are targets (or the clean slot of a task that
+is given the future), and their masks only mask the loss (`train.flow.context_inputs` is the one place
+that picks the context).
+
 Task ids (CONTRACT.md section 8; never reorder a batch by task, use these ids as masks):
 0 policy, 1 forward dynamics, 2 inverse dynamics, 3 visual forecasting.
 """
@@ -34,7 +40,10 @@ class Batch:
     history_actions: torch.Tensor  # float32 [B, H, A]: actions t-H .. t-1
     history_mask: torch.Tensor  # bool [B, H, A]
     actions: torch.Tensor  # float32 [B, C, A]: actions t .. t+C-1 (padded past the episode end)
-    action_mask: torch.Tensor  # bool [B, C, A]
+    action_mask: torch.Tensor  # bool [B, C, A]: which target values exist (masks the loss only)
+    # The action dimensions the sample's embodiment has: its dataset card's `valid_action_dims` (all False
+    # for an episode without actions). A dataset constant, so no future; every action_mask is inside it.
+    action_dims: torch.Tensor  # bool [B, A]
     captions: list[str]  # the unified instruction of each sample's episode
     # Where each sample comes from (for evaluation and debugging): dataset name, episode, frame.
     dataset: list[str]

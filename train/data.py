@@ -210,9 +210,11 @@ class DatasetInfo:
     camera: str
     latents: LatentsMeta
     has_action: bool  # at least one matched episode has actions (its action stats count)
+    action_dims: np.ndarray  # bool [146]: the card's `valid_action_dims` (the embodiment's dimensions)
 
 
-def _dataset_info(name: str, path: Path, cfg: DataConfig, has_action: bool) -> DatasetInfo:
+def _dataset_info(name: str, path: Path, cfg: DataConfig, has_action: bool, dims: str) -> DatasetInfo:
+    """`dims`: the catalog's `valid_action_dims` bit string of the dataset (from its card)."""
     info = InfoJson.model_validate_json((path / INFO_PATH).read_text())
     meta = LatentsMeta.load(path)
     camera = cfg.camera or meta.cameras[0]
@@ -223,7 +225,8 @@ def _dataset_info(name: str, path: Path, cfg: DataConfig, has_action: bool) -> D
             raise DataError(
                 f"{name}: {field} {getattr(cfg, field)} is not a multiple of the latents stride {meta.stride}"
             )
-    return DatasetInfo(name, path, info.chunks_size, meta.stride, camera, meta, has_action)
+    action_dims = np.frombuffer(dims.encode(), dtype=np.uint8) == ord("1")
+    return DatasetInfo(name, path, info.chunks_size, meta.stride, camera, meta, has_action, action_dims)
 
 
 def _check_same_encoder(infos: Sequence[DatasetInfo]) -> None:
@@ -373,9 +376,12 @@ def _plan_datasets(cfg: DataConfig, rows: pl.DataFrame) -> list[DatasetInfo]:
 
     from catalog.query import scan
 
-    paths = dict(scan(cfg.root, "datasets").select("dataset", "path").collect().iter_rows())
+    cards = scan(cfg.root, "datasets").select("dataset", "path", "valid_action_dims").collect()
+    paths = {n: (p, d) for n, p, d in cards.iter_rows()}
     acting = rows.group_by("dataset").agg(pl.col("has_action").any()).sort("dataset")
-    infos = [_dataset_info(n, cfg.root / paths[n], cfg, bool(a)) for n, a in acting.iter_rows()]
+    infos = [
+        _dataset_info(n, cfg.root / paths[n][0], cfg, bool(a), paths[n][1]) for n, a in acting.iter_rows()
+    ]
     _check_same_encoder(infos)
     return infos
 
@@ -474,6 +480,7 @@ class Sample:
     history_mask: np.ndarray  # bool [H, A]
     actions: np.ndarray  # float32 [C, A]
     action_mask: np.ndarray  # bool [C, A]
+    action_dims: np.ndarray  # bool [A]: the dataset card's action dimensions (none without actions)
     caption: str
     dataset: str
     episode_index: int
@@ -538,6 +545,7 @@ def collate(samples: Sequence[Sample]) -> Batch:
         history_mask=stack("history_mask"),
         actions=stack("actions"),
         action_mask=stack("action_mask"),
+        action_dims=stack("action_dims"),
         captions=[s.caption for s in samples],
         dataset=[s.dataset for s in samples],
         episode_index=torch.tensor([s.episode_index for s in samples], dtype=torch.int64),
@@ -681,6 +689,8 @@ class TrainingData:
             ep.action, ep.action_mask, t - cfg.history_actions, cfg.history_actions
         )
         obs, future = self.latents(spec)
+        has_action = bool(self.table.has_action[spec.row])
+        dims = self.datasets[int(self.table.dataset[spec.row])].action_dims & has_action
         return Sample(
             task=spec.task,
             obs_latents=obs,
@@ -692,6 +702,7 @@ class TrainingData:
             history_mask=history_mask,
             actions=actions,
             action_mask=action_mask,
+            action_dims=dims,
             caption=self.table.caption[spec.row],
             dataset=spec.dataset,
             episode_index=spec.episode_index,

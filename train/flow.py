@@ -16,6 +16,10 @@ real values, and an empty group gives exactly 0:
 
 Samples of tasks 1-3 without a future latent (`future_valid` False) get no loss at all (counted in
 `Losses.dropped`); the data side should never produce them.
+
+No input comes from the future except a task's own slot: the context (`context_inputs`) is of frame t or
+before, the chunk's "which dimensions exist" input is the embodiment's (`Batch.action_dims`), and the
+future validity (`action_mask`, `future_valid`) only masks the losses.
 """
 
 from __future__ import annotations
@@ -80,6 +84,24 @@ class Losses:
         return dict(zip(TASK_NAMES, self.task_counts.tolist(), strict=True))
 
 
+def context_inputs(batch: Batch) -> dict[str, Tensor]:
+    """The model inputs a batch gives besides the slots: all from frame t or before, or dataset constants.
+
+    obs latents (t - history_offset, t), state and state_mask (t), history actions and masks (t-H .. t-1),
+    and the embodiment's action dimensions (`batch.action_dims`, the dataset card's). Nothing of t+1 ..:
+    `action_mask` and `future_valid` only mask the losses (the policy never learns from them which values
+    will exist), `actions` / `future_latents` only enter as a task's noisy or clean slot.
+    """
+    return dict(
+        obs_latents=batch.obs_latents,
+        state=batch.state,
+        state_mask=batch.state_mask,
+        history_actions=batch.history_actions,
+        history_mask=batch.history_mask,
+        action_dim_mask=batch.action_dims,
+    )
+
+
 def training_losses(
     model: nn.Module, batch: Batch, cond_tokens: Tensor, cond_mask: Tensor, generator: torch.Generator
 ) -> Losses:
@@ -98,14 +120,9 @@ def training_losses(
     eps_a = torch.randn(batch.actions.shape, generator=generator, device=generator.device).to(device)
     eps_o = torch.randn(batch.future_latents.shape, generator=generator, device=generator.device).to(device)
     v_action, v_obs = model(
-        obs_latents=batch.obs_latents,
+        **context_inputs(batch),
         future_slot=interpolate(batch.future_latents, eps_o, t_o),
-        state=batch.state,
-        state_mask=batch.state_mask,
-        history_actions=batch.history_actions,
-        history_mask=batch.history_mask,
         actions_in=interpolate(batch.actions, eps_a, t_a),
-        action_dim_mask=batch.action_mask.any(dim=1),
         t_action=t_a,
         t_obs=t_o,
         task=task,
@@ -115,12 +132,13 @@ def training_losses(
     err_a = (v_action.float() - (eps_a - batch.actions)).square()
     err_o = (v_obs.float() - (eps_o - batch.future_latents)).square()
     first_k = torch.arange(config.chunk, device=device) < config.future_obs_index
+    real = batch.action_mask & batch.action_dims[:, None, :]  # never a target the model was told is absent
     groups = [policy, fd & has_future, inv & has_future, vf & has_future]
     task_losses = torch.stack(
         [
-            masked_mean(err_a, groups[0][:, None, None] & batch.action_mask),
+            masked_mean(err_a, groups[0][:, None, None] & real),
             masked_mean(err_o, groups[1][:, None, None]),
-            masked_mean(err_a, groups[2][:, None, None] & first_k[None, :, None] & batch.action_mask),
+            masked_mean(err_a, groups[2][:, None, None] & first_k[None, :, None] & real),
             masked_mean(err_o, groups[3][:, None, None]),
         ]
     )
@@ -152,17 +170,7 @@ def _velocity(
     model: nn.Module, batch: Batch, cond: tuple[Tensor, Tensor], **slots: Tensor
 ) -> tuple[Tensor, Tensor]:
     """The model on the batch's context; `slots` gives future_slot, actions_in, t_action, t_obs, task."""
-    return model(
-        obs_latents=batch.obs_latents,
-        state=batch.state,
-        state_mask=batch.state_mask,
-        history_actions=batch.history_actions,
-        history_mask=batch.history_mask,
-        action_dim_mask=batch.action_mask.any(dim=1),
-        cond_tokens=cond[0],
-        cond_mask=cond[1],
-        **slots,
-    )
+    return model(**context_inputs(batch), cond_tokens=cond[0], cond_mask=cond[1], **slots)
 
 
 @torch.no_grad()
@@ -178,12 +186,13 @@ def sample_actions(
     """Policy: the action chunk [B, C, A] from noise (t 1 -> 0), visual register in the future slot.
     `inverse=True`: inverse dynamics instead, the clean `batch.future_latents` in the future slot.
 
-    Uses the context of `batch` (latents, state, history, action_mask's dimensions); `batch.task` and
-    `batch.actions` are ignored. Masked dimensions come back as 0.
+    Uses the context of `batch` (`context_inputs`: latents, state, history, the embodiment's action
+    dimensions); `batch.task`, `batch.actions` and `batch.action_mask` are ignored. Dimensions outside
+    `batch.action_dims` come back as 0.
     """
     steps = steps or model_config(model).euler_steps
     b, device = len(batch), batch.actions.device
-    dims = batch.action_mask.any(dim=1)[:, None, :]
+    dims = batch.action_dims[:, None, :]
     x = torch.randn(batch.actions.shape, generator=generator, device=_gen_device(generator, device)).to(
         device
     )
@@ -243,8 +252,9 @@ def random_batch(
 ) -> Batch:
     """A `Batch` of random normalised tensors shaped by `config`, tasks cycling 0..3 unless given.
 
-    Embodiments have a random number of action dimensions; the last steps of some chunks are padding;
-    task-3 samples are action-free (zero actions, all masks False); policy samples may lack a future.
+    Embodiments have a random number of action dimensions (`action_dims`); the last steps of some chunks
+    are padding and 5 % of the other chunk values are missing (`action_mask` False, value 0); task-3
+    samples are action-free (zero actions, all masks False); policy samples may lack a future.
     """
     g = torch.Generator().manual_seed(seed)
     b, c, h, a = batch_size, config.chunk, config.history_actions, config.action_dim
@@ -265,12 +275,15 @@ def random_batch(
         history_mask=dims[:, None, :].expand(b, h, a).clone(),
         actions=randn(b, c, a) * dims[:, None, :],
         action_mask=dims[:, None, :] & steps[:, :, None],
+        action_dims=dims.clone(),
         captions=[f"pick up object {i} and place it in the bin" for i in range(b)],
         dataset=["random"] * b,
         episode_index=torch.arange(b),
         frame_index=torch.zeros(b, dtype=torch.long),
     )
     batch.future_latents[~batch.future_valid] = 0.0
+    batch.action_mask &= torch.rand(b, c, a, generator=g) >= 0.05  # tracking gaps inside the chunk
+    batch.actions *= batch.action_mask  # masked values are 0, padded steps included
     return batch.to(device)
 
 
