@@ -26,6 +26,7 @@ from catalog.mixture import load_mixture, resolve, write_mixture
 from catalog.query import scan
 from ingest.job import RunOptions, run
 from ingest.latents_job import LatentsOptions, run_latents
+from schemas.canonical import dimension_names
 from schemas.catalog import Mixture, MixtureEntry
 from schemas.latents import LatentsConfig
 from tests.fixtures.dino import save_tiny_dino
@@ -231,6 +232,29 @@ def test_chunk_padding_at_the_end_and_history_at_the_start(root: Path, data: Tra
     np.testing.assert_array_equal(third.history_actions[2:], first.actions[:3])
     video = data.sample_at("video", ep, 3, "visual_forecasting")
     assert not video.action_mask.any() and not video.history_mask.any() and (video.actions == 0).all()
+
+
+def card_action_dims(root: Path, ds: str) -> np.ndarray:
+    card = json.loads((root / ds / "meta/dataset_card.json").read_text())
+    return np.isin(dimension_names(), card["valid_action_dims"])
+
+
+def test_action_dims_are_the_cards_at_every_frame(root: Path, data: TrainingData) -> None:
+    """The chunk's "which dimensions exist" input is the dataset card's, never the future chunk's masks."""
+    ep = long_episode(root)
+    card = card_action_dims(root, "ego")
+    assert card[:73].all()  # the left hand exists in the dataset ...
+    before, lost = data.sample_at("ego", ep, 6), data.sample_at("ego", ep, 9)
+    assert not lost.action_mask[0, :9].any() and before.action_mask[0, :9].all()  # ... not at frame 9
+    np.testing.assert_array_equal(before.action_dims, card)
+    np.testing.assert_array_equal(lost.action_dims, card)
+    video = data.sample_at("video", ep, 3, "visual_forecasting")
+    assert not video.action_dims.any()  # an episode without actions has none
+    b = data.batch(0)
+    assert not (b.action_mask & ~b.action_dims[:, None, :]).any()  # every target inside the dimensions
+    for i in range(len(b)):
+        want = card_action_dims(root, b.dataset[i]) & (b.dataset[i] != "video")
+        assert b.action_dims[i].numpy().tolist() == want.tolist()
 
 
 # --------------------------------------------------------------------------- normalisation
