@@ -294,7 +294,8 @@ class LDAModel(nn.Module):
         obs_latents [B, F, N, L] (oldest first); future_slot [B, N, L] (noisy or clean future latent, ignored
         for policy); state [B, A] + state_mask; history_actions [B, H, A] + history_mask; actions_in [B, C, A]
         (noisy or clean chunk, ignored for visual forecasting) + action_dim_mask [B, A] (the dimensions the
-        embodiment has); t_action, t_obs float [B] (0 = clean, 1 = noise); task int64 [B];
+        embodiment has: a constant of the sample's dataset, never the future chunk's validity);
+        t_action, t_obs float [B] (0 = clean, 1 = noise); task int64 [B];
         cond_tokens [B, Lc, cond_dim] + cond_mask bool [B, Lc] (True = real token).
         Returns v_action [B, C, A] and v_obs [B, N, L] for every sample; the losses pick what counts.
         """
