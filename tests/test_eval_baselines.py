@@ -4,15 +4,18 @@ episode start (the hold-the-state action is exact), a future latent equal to the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from schemas.canonical import VECTOR_DIM, part_slice
 from train.baselines import action_baselines, hold_action, latent_baselines
 from train.batch import Batch
 from train.data import Normalizer
-from train.evaluate import Score, _Sums
+from train.evaluate import EvalReport, Score, _Sums, report_tables
 
 B, C, H, N, L = 3, 16, 5, 4, 8
 
@@ -129,6 +132,15 @@ def test_latent_baselines_and_per_dataset_pooling() -> None:
         assert scores["b"].baselines[name] == pytest.approx(values[1], rel=1e-5)
     assert per_sample["copy_current"].max() < 0.02  # the fixture's future is the present plus small noise
     assert scores["all"].beats == {"mean_latent": True, "copy_current": False}
+    report = EvalReport(run=Path("r"), step=1, samples=B, draws=1, policy_action_l1=None,
+                        inverse_action_l1=None, forward_latent_mse=0.5, counts={},
+                        scores=list(scores.values()))  # fmt: skip
+    (table,) = report_tables(report)
+    console = Console(record=True, width=200)
+    console.print(table)
+    rows = [line for line in console.export_text().splitlines() if "forward_dynamics" in line]
+    assert [r.split("│")[2].strip() for r in rows] == ["a", "b", "all"]
+    assert "mean_latent yes  copy_current no" in rows[2]
 
 
 def test_score_beats_is_none_without_a_value() -> None:

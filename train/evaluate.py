@@ -209,9 +209,11 @@ def report_tables(report: EvalReport) -> list:
 
     tables = []
     many = len({s.dataset for s in report.scores}) > 2  # more than one dataset besides "all"
+    shown = [s for s in report.scores if many or s.dataset != ALL]  # one dataset: its name, not "all"
+    shown += [s for s in report.scores if s.dataset == ALL and all(t.task != s.task for t in shown)]
     for metric, title in (("action_l1", "held-out action L1 (data units)"),
                           ("latent_mse", "held-out forward-dynamics latent MSE (normalised)")):  # fmt: skip
-        rows = [s for s in report.scores if s.metric == metric and (many or s.dataset == ALL)]
+        rows = [s for s in report.scores if s in shown and s.metric == metric]
         if not rows:
             continue
         names = list(rows[0].baselines)
