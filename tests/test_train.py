@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -68,10 +69,45 @@ def test_losses_fall_and_eval_reports_l1(root: Path, both: Path, tmp_path: Path)
     assert last < 0.7 * first, (first, last)
     assert all(set(r["counts"]) == set(ALL) and sum(r["counts"].values()) == 8 for r in m)
     assert sum(r["counts"]["policy"] for r in m) > 100  # the high-tier hands train the policy too
-    ev = CliRunner().invoke(app, ["eval", "--run", str(out), "--samples", "16"])
+    ev = CliRunner().invoke(app, ["eval", "--run", str(out), "--samples", "16", "--draws", "2"])
     assert ev.exit_code == 0, ev.output
     l1 = float(next(x for x in ev.output.splitlines() if x.startswith("policy action L1")).split(":")[1])
     assert 0 < l1 < 1.0  # metres / rotation / gripper units: a trained tiny model is not wild
+    _check_eval_report(ev.output, out, root, both, l1)
+
+
+def _check_eval_report(output: str, out: Path, root: Path, mixture: Path, l1: float) -> None:
+    """The table is printed and eval.json holds the numbers; the action baselines and the latent ones,
+    recomputed here from the same held-out samples with numpy, agree with the report."""
+    from train.data import Normalizer, build_eval_samples
+    from train.setup import data_config
+
+    for text in ("held-out action L1", "repeat_last", "copy_current", "model beats"):
+        assert text in output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["draws"] == 2
+    scores = {(s["task"], s["dataset"]): s for s in report["scores"]}
+    policy = scores["policy", "all"]
+    assert policy["model"] == pytest.approx(l1, abs=1e-5)
+    assert policy["model"] == pytest.approx(sum(policy["model_draws"]) / 2)
+    norm = Normalizer.load(out / "normalizer.json")
+    tasks = ("policy", "inverse_dynamics", "forward_dynamics")
+    cfg = data_config(_opts(root, mixture, out), 1)
+    samples = build_eval_samples(cfg, 16, normalizer=norm, tasks=tasks)
+    act = lambda x: x.numpy() * np.asarray(norm.action_std) + np.asarray(norm.action_mean)  # noqa: E731
+    truth = np.concatenate([act(b.actions)[b.task.numpy() == 0] for b in samples])
+    mask = np.concatenate([b.action_mask.numpy()[b.task.numpy() == 0] for b in samples])
+    assert mask.any()
+    assert policy["baselines"]["zero"] == pytest.approx(np.abs(truth[mask]).mean(), rel=1e-4)
+    mean = np.asarray(norm.action_mean)
+    assert policy["baselines"]["mean"] == pytest.approx(np.abs(truth - mean)[mask].mean(), rel=1e-4)
+    fd = [(b.future_latents.numpy(), b.obs_latents[:, -1].numpy()) for b in samples]
+    fd = [(f[b.task.numpy() == 1], c[b.task.numpy() == 1]) for b, (f, c) in zip(samples, fd, strict=True)]
+    future, now = (np.concatenate(x) for x in zip(*fd, strict=True))
+    forward = scores["forward_dynamics", "all"]
+    assert forward["samples"] == len(future) > 0
+    assert forward["baselines"]["copy_current"] == pytest.approx(((future - now) ** 2).mean(), rel=1e-4)
+    assert forward["baselines"]["mean_latent"] == pytest.approx((future**2).mean(), rel=1e-4)
 
 
 def test_task_counts_follow_the_tiers(root: Path, tmp_path: Path) -> None:

@@ -69,5 +69,16 @@ class Batch:
         """Samples start..stop-1 (micro-batches for gradient accumulation, a rank's share of a batch)."""
         return Batch(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
 
+    def select(self, index: torch.Tensor) -> Batch:
+        """The samples at `index` (int64 [K]), in that order (one task's samples, for evaluation)."""
+        rows = index.tolist()
+        picked = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            picked[f.name] = (
+                value[index.to(value.device)] if torch.is_tensor(value) else [value[i] for i in rows]
+            )
+        return Batch(**picked)
+
     def __len__(self) -> int:
         return int(self.task.shape[0])

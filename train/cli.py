@@ -76,11 +76,17 @@ def eval_cmd(
     root: Annotated[Path | None, typer.Option(help="Datasets root (default: the run's).")] = None,
     samples: Annotated[int, typer.Option(help="Held-out samples.")] = 64,
     steps: Annotated[int | None, typer.Option(help="Euler steps (default: the model config's).")] = None,
+    draws: Annotated[int, typer.Option(min=1, help="Noise draws the model's error is averaged over.")] = 4,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Report file (default: RUN/eval.json).")
+    ] = None,
 ) -> None:
-    """Action L1 on held-out episodes (policy and inverse dynamics) and forward-dynamics latent error."""
-    from train.evaluate import evaluate
+    """Held-out action L1 (policy, inverse dynamics) and forward-dynamics latent MSE, beside the baselines
+    (zero, training-mean and repeat-last action; mean and copy-current-frame latent) on the same samples."""
+    from catalog.query import console
+    from train.evaluate import EVAL_JSON, evaluate, report_tables
 
-    report = evaluate(run, mixture, root, samples, steps)
+    report = evaluate(run, mixture, root, samples, steps, draws=draws)
 
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.5f}"
@@ -89,6 +95,12 @@ def eval_cmd(
     typer.echo(f"policy action L1: {fmt(report.policy_action_l1)}")
     typer.echo(f"inverse-dynamics action L1: {fmt(report.inverse_action_l1)}")
     typer.echo(f"forward-dynamics latent MSE: {fmt(report.forward_latent_mse)}")
+    out = console()
+    for table in report_tables(report):
+        out.print(table)
+    path = json_out or run / EVAL_JSON
+    path.write_text(report.model_dump_json(indent=1))
+    typer.echo(f"report written to {path}")
 
 
 @app.callback()

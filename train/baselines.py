@@ -1,0 +1,66 @@
+"""Yardsticks for `train eval`: what a model must beat on the same held-out samples.
+
+Actions (data units, as the model's L1; see docs/CONTRACT.md section 4: position/rotation are the step's
+delta, gripper and keypoints the next frame's values):
+- `zero`: the all-zero action;
+- `mean`: the training-mean action (the run's normaliser mean);
+- `repeat_last`: the last history action (a_{t-1}) repeated over the whole chunk; where that dimension of
+  a_{t-1} is masked (episode start, occlusion), the action that holds the current state instead: zero
+  position delta, identity rotation, gripper and keypoints of the state at t (where the state is valid);
+  where neither exists, the training mean.
+
+Latents (normalised units, as the model's forward-dynamics MSE):
+- `mean_latent`: the training-mean latent (the run's normaliser channel mean, i.e. 0 once normalised);
+- `copy_current`: the current observation's latent o_t as the forecast of o_{t+K}.
+
+Every prediction is a full-shape tensor; the caller scores it with the model's own masks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from schemas.canonical import IDENTITY_ROT6D, PARTS, SIDES, part_slice
+from train.batch import Batch
+from train.data import Normalizer
+
+ACTION_BASELINES: tuple[str, ...] = ("zero", "mean", "repeat_last")
+LATENT_BASELINES: tuple[str, ...] = ("mean_latent", "copy_current")
+
+
+def hold_action(state: Tensor, state_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """The action that keeps the state of [B, A] (data units): zero motion, identity rotation, the
+    state's gripper and keypoints. Returns (action, valid); position and rotation are always valid."""
+    action = torch.zeros_like(state)
+    valid = torch.zeros_like(state_mask)
+    for side in SIDES:
+        rot = part_slice(side, "rotation")
+        action[:, rot] = torch.as_tensor(IDENTITY_ROT6D, dtype=state.dtype, device=state.device)
+        valid[:, part_slice(side, "position")] = True
+        valid[:, rot] = True
+        for part in PARTS[2:]:  # gripper, keypoints: the value at t+1 equals the one at t
+            s = part_slice(side, part)
+            action[:, s] = state[:, s]
+            valid[:, s] = state_mask[:, s]
+    return action, valid
+
+
+def action_baselines(batch: Batch, norm: Normalizer) -> dict[str, Tensor]:
+    """Each action baseline's chunk [B, C, A] in data units (unmasked: score with the model's mask)."""
+    shape = batch.actions.shape
+    mean = norm.unnormalize_actions(torch.zeros(shape[-1], device=batch.actions.device))
+    last = norm.unnormalize_actions(batch.history_actions[:, -1])
+    state = norm.unnormalize_state(batch.state)
+    hold, hold_valid = hold_action(state, batch.state_mask)
+    repeat = torch.where(batch.history_mask[:, -1], last, torch.where(hold_valid, hold, mean))
+    return {
+        "zero": torch.zeros(shape, device=batch.actions.device),
+        "mean": mean.expand(shape),
+        "repeat_last": repeat[:, None, :].expand(shape),
+    }
+
+
+def latent_baselines(batch: Batch) -> dict[str, Tensor]:
+    """Each latent baseline's forecast [B, N, L] of the future latent, in normalised units."""
+    return {"mean_latent": torch.zeros_like(batch.future_latents), "copy_current": batch.obs_latents[:, -1]}
