@@ -46,6 +46,7 @@ def _batch(norm: Normalizer, actions: Tensor, history: Tensor, state: Tensor, ac
         history_mask=history_mask,
         actions=norm.normalize_actions(actions, action_mask),
         action_mask=action_mask,
+        action_dims=action_mask.any(dim=1),  # the embodiment's dims: those the chunks use
         captions=["x"] * B,
         dataset=["a", "b", "a"],
         episode_index=torch.arange(B),
