@@ -1,4 +1,5 @@
-"""Model configurations of the LDA MM-DiT: `tiny` (CPU tests), `0.5b` and `1b` (GPU).
+"""Model configurations of the LDA MM-DiT: `tiny` (CPU tests), `small` (CPU learning benchmark), `0.5b`
+and `1b` (GPU).
 
 `latent_dim` / `n_latent_tokens` follow the latent cache (ViT-S/16: 384 x 196; tests: 32 x 196) and
 `cond_dim` follows the condition encoder (Qwen3-VL-4B: 2560), so override them from the dataset:
@@ -76,6 +77,9 @@ CONFIGS: dict[str, ModelConfig] = {
     "tiny": ModelConfig(
         name="tiny", hidden=64, layers=2, heads=4, latent_dim=32, cond_dim=32, n_sink_tokens=4
     ),
+    # CPU learning benchmark (bench/learning.py): as wide as the ViT-S/16 latent (384), so the visual stream
+    # can carry the present frame into the forecast; 2 layers, 6 heads x 64 to stay fast on 2 cores.
+    "small": ModelConfig(name="small", hidden=384, layers=2, heads=6, cond_dim=32, n_sink_tokens=4),
     # About 0.50 B parameters: narrower and shallower than 1b, head dim 64.
     "0.5b": ModelConfig(name="0.5b", hidden=896, layers=12, heads=14, dropout=0.1),
     # LDA-1B's DiT-L: D 1536, 16 layers, 32 heads x 48, cross-attention to Qwen3-VL-4B (2560); 1.78 B
