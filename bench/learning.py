@@ -41,9 +41,10 @@ SOURCES = {
 }
 
 
-def _cli(name: str, *args: str) -> None:
+def _cli(name: str, *args: str, check: bool = True) -> bool:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([str(Path(sys.executable).parent / name), *args], check=True, env=env)
+    done = subprocess.run([str(Path(sys.executable).parent / name), *args], check=check, env=env)
+    return done.returncode == 0
 
 
 def build_data(root: Path, sources: list[str]) -> Path:
@@ -54,21 +55,27 @@ def build_data(root: Path, sources: list[str]) -> Path:
         if not src.exists():
             print(f"skip {source}: {src} absent")
             continue
-        _cli("ingest", "run", source, "--input", str(src), "--output", str(datasets))
+        if not _cli("ingest", "run", source, "--input", str(src), "--output", str(datasets), check=False):
+            print(f"skip {source}: ingest run failed (see above)")
         for ds in sorted(p for p in datasets.iterdir() if p.is_dir() and p.name != "catalog"):
             _cli("ingest", "latents", str(ds), "--random-weights")
     _cli("catalog", "build", str(datasets))
     return datasets
 
 
-def _figures(report) -> dict:
-    """{task: {"model": x, baseline: y, ...}} over all datasets."""
+def _figures(report, one_step) -> dict:
+    """{task: {"model": x, "model_1step": x1, baseline: y, ...}} over all datasets. `model_1step` is the
+    one-Euler-step prediction from pure noise, i.e. the model's estimate of the conditional mean: unlike a
+    sample it pays no sampling variance (a perfect sampler's MSE is twice the conditional variance)."""
     out = {}
     for task, _, _ in EVAL_TASKS:
-        s = report.score(task, ALL)
+        s, s1 = report.score(task, ALL), one_step.score(task, ALL)
         if s is not None:
-            out[task] = {"model": s.model, "samples": s.samples, **s.baselines}
+            out[task] = {"model": s.model, "model_1step": s1.model, "samples": s.samples, **s.baselines}
     return out
+
+
+NOT_BASELINES = ("model", "model_1step", "samples")
 
 
 def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws: int) -> dict:
@@ -84,7 +91,8 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
         if (step + 1) % eval_every == 0 or step + 1 == opts.steps:
             save_checkpoint(opts.out, run, extra["checkpoint_extra"])
             report = evaluate(opts.out, n=samples, draws=draws)
-            points.append({"step": step + 1, "loss": metrics["loss"], "tasks": _figures(report)})
+            one_step = evaluate(opts.out, n=samples, draws=1, steps=1)
+            points.append({"step": step + 1, "loss": metrics["loss"], "tasks": _figures(report, one_step)})
             _print_point(points[-1])
     ms = sorted(times[1:] or times)
     return {"config": opts.config, "params": params, "steps": opts.steps, "batch_size": opts.batch_size,
@@ -100,7 +108,7 @@ def first_beaten(points: list[dict]) -> dict[str, dict[str, int | None]]:
         for task, figs in point["tasks"].items():
             row = out.setdefault(task, {})
             for name, value in figs.items():
-                if name in ("model", "samples"):
+                if name in NOT_BASELINES:
                     continue
                 row.setdefault(name, None)
                 if row[name] is None and None not in (value, figs["model"]) and figs["model"] < value:
@@ -130,9 +138,11 @@ def plot(result: dict, path: Path, others: list[dict] = ()) -> None:
         for r in runs:
             steps = [p["step"] for p in r["points"]]
             model = [p["tasks"][task]["model"] for p in r["points"]]
-            ax.plot(steps, model, "o-", label=f"model {r['config']}")
+            line = ax.plot(steps, model, "o-", label=f"model {r['config']}")[0]
+            one = [p["tasks"][task]["model_1step"] for p in r["points"]]
+            ax.plot(steps, one, "s:", color=line.get_color(), label=f"model {r['config']} 1 Euler step")
         last = result["points"][-1]["tasks"][task]
-        for i, (name, value) in enumerate((k, v) for k, v in last.items() if k not in ("model", "samples")):
+        for i, (name, value) in enumerate((k, v) for k, v in last.items() if k not in NOT_BASELINES):
             if value is not None:
                 ax.axhline(value, ls="--", color=f"C{i + len(runs)}", label=name)
         metric = next(m for t, _, m in EVAL_TASKS if t == task)
