@@ -57,6 +57,7 @@ def build_data(root: Path, sources: list[str]) -> Path:
             continue
         if not _cli("ingest", "run", source, "--input", str(src), "--output", str(datasets), check=False):
             print(f"skip {source}: ingest run failed (see above)")
+            continue
         for ds in sorted(p for p in datasets.iterdir() if p.is_dir() and p.name != "catalog"):
             _cli("ingest", "latents", str(ds), "--random-weights")
     _cli("catalog", "build", str(datasets))
