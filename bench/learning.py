@@ -36,7 +36,7 @@ REALDATA = REPO.parent / "shared" / "realdata"
 # source name -> folder under realdata
 SOURCES = {
     "egodex": "egodex",
-    "oxe": "oxe_bridge_rlds",
+    "oxe": "oxe_bridge_rlds/bridge_dataset/1.0.0",
     "lerobot_gr00t_gr1": "gr00t_demo_robot_sim.PickNPlace",
 }
 
