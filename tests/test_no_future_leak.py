@@ -12,6 +12,7 @@ from dataclasses import fields
 
 import torch
 
+from tests.test_model import trained_tiny
 from train.batch import TASK_IDS, Batch
 from train.configs import CONFIGS
 from train.flow import context_inputs, random_batch, random_cond, sample_actions, training_losses
@@ -19,16 +20,6 @@ from train.model import LDAModel
 
 TINY = CONFIGS["tiny"]
 POLICY = TASK_IDS["policy"]
-
-
-def perturbed_tiny(seed: int = 0) -> LDAModel:
-    """A tiny model with its zero-initialised gates and heads perturbed, so its outputs are not all 0."""
-    torch.manual_seed(seed)
-    model = LDAModel(TINY)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
 
 
 def clone(batch: Batch) -> Batch:
@@ -78,7 +69,7 @@ def test_context_inputs_are_the_present_only():
 
 
 def test_policy_velocity_ignores_the_future_and_follows_the_present():
-    model, batch = perturbed_tiny(), random_batch(TINY, 8, tasks=[POLICY] * 8)
+    model, batch = trained_tiny(), random_batch(TINY, 8, tasks=[POLICY] * 8)
     x = torch.randn(batch.actions.shape, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         v = policy_velocity(model, batch, x, 0.7)
@@ -94,7 +85,7 @@ def test_policy_velocity_ignores_the_future_and_follows_the_present():
 
 
 def test_sampled_policy_chunk_ignores_the_future_and_follows_the_present():
-    model, batch = perturbed_tiny(), random_batch(TINY, 8, tasks=[POLICY] * 8)
+    model, batch = trained_tiny(), random_batch(TINY, 8, tasks=[POLICY] * 8)
     cond = random_cond(TINY, 8)
 
     def sample(b: Batch) -> torch.Tensor:
@@ -117,7 +108,7 @@ def test_sampled_policy_chunk_ignores_the_future_and_follows_the_present():
 def test_training_policy_output_ignores_future_masks_which_only_mask_the_loss():
     """In training the policy sees its noisy target chunk (flow matching), but neither which of its values
     exist nor the future latent: its output is the same when they change, its loss is not."""
-    model, batch = perturbed_tiny().train(), random_batch(TINY, 8, tasks=[POLICY] * 8)
+    model, batch = trained_tiny().train(), random_batch(TINY, 8, tasks=[POLICY] * 8)
     cond = random_cond(TINY, 8)
     outputs = []
     handle = model.register_forward_hook(lambda _m, _i, out: outputs.append(out[0].detach()))

@@ -17,22 +17,15 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from project_egodex import wrist_pose  # the script folder is on sys.path
 
 from ingest.sources.agibot import SOURCE
 from ingest.stages.camera import draw_frame, intrinsic_matrix, project
-from ingest.stages.geometry import rotation_from_6d
 from schemas.canonical import SIDES, part_slice
 from schemas.pipelines import PipelinesFile
 
 EPISODE = "agibot_world/a2d_genie_sim_episode/3335935/A2D0015AB00061/12055373"
 PATH_COLOURS = {"left": (60, 110, 255), "right": (255, 150, 40)}
-
-
-def pose(state: np.ndarray, side: str) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = rotation_from_6d(state[part_slice(side, "rotation")].astype(np.float64))
-    T[:3, 3] = state[part_slice(side, "position")]
-    return T
 
 
 def main() -> None:
@@ -54,7 +47,7 @@ def main() -> None:
         uv = project(K, ep.state[:, part_slice(side, "position")].astype(np.float64))
         draw.line([tuple(p) for p in uv if np.isfinite(p).all()], fill=PATH_COLOURS[side], width=2)
         for t in range(0, ep.length, 30):
-            draw_frame(draw, K, pose(ep.state[t], side), length=0.06)
+            draw_frame(draw, K, wrist_pose(ep.state[t].astype(np.float64), side), length=0.06)
     draw.text((10, 10), "AgiBot A2D (Genie Sim): no video in the sample; head camera image plane, 1280x720",
               fill=(255, 255, 255))  # fmt: skip
     img.save(args.out)
