@@ -103,6 +103,28 @@ def eval_cmd(
     typer.echo(f"report written to {path}")
 
 
+@app.command("viz")
+def viz_cmd(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `train launch`.")],
+    samples: Annotated[int, typer.Option(min=1, help="Held-out forward-dynamics samples to draw.")] = 4,
+    out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: RUN/viz).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the model config's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out draw and of the sampler's noise.")] = 0,
+    mixture: Annotated[Path | None, typer.Option(help="Mixture to draw from (default: the run's).")] = None,
+    root: Annotated[Path | None, typer.Option(help="Datasets root (default: the run's).")] = None,
+) -> None:
+    """The paper's pictures for held-out samples: PCA of predicted vs true future DINO features, and the
+    action-conditioned attention |A(action) - A(no-op)| over the image grid."""
+    from train.viz import visualize
+
+    try:
+        written = visualize(run, out, samples, steps, seed, mixture, root)
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"train viz: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{len(written)} files written to {written[0].parent}")
+
+
 @app.callback()
 def main() -> None:
     """Trainer commands."""

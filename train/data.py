@@ -770,10 +770,12 @@ def build_eval_samples(
     *,
     normalizer: Normalizer | None = None,
     tasks: Sequence[str] = ("policy", "forward_dynamics"),
+    data: TrainingData | None = None,
 ) -> list[Batch]:
     """n samples of the held-out episodes, each with a task of `tasks` its tier allows, in batches of
-    `cfg.batch_size`; the same for every call with the same seed."""
-    data = TrainingData.open(cfg, normalizer, split="eval", tasks=tasks)
+    `cfg.batch_size`; the same for every call with the same seed. `data`: the held-out data already opened
+    with the same arguments (`TrainingData.open(cfg, normalizer, split="eval", tasks=tasks)`)."""
+    data = data or TrainingData.open(cfg, normalizer, split="eval", tasks=tasks)
     specs = [data.spec(0, 0, i) for i in range(n)]
     size = cfg.batch_size
     return [collate([data.sample(s) for s in specs[a : a + size]]) for a in range(0, n, size)]

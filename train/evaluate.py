@@ -12,7 +12,9 @@ score is given per dataset and over all of them ("all").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import BaseModel
@@ -109,41 +111,74 @@ class _Sums:
         return out
 
 
-def _load(run_dir: Path, device: torch.device):
+@dataclass
+class RunView:
+    """A run rebuilt from its folder for evaluation (`train eval`, `train viz`): its last checkpoint's model
+    (eval mode), options (mixture / root / seed as asked, no loader workers), normaliser and condition
+    encoder, on `device`."""
+
+    step: int
+    model: Any
+    opts: TrainOptions
+    normalizer: Any
+    encoder: Any
+    device: torch.device
+
+    def held_out(self, n: int, tasks: tuple[str, ...], data: Any = None) -> list:
+        """`n` held-out samples of `tasks` (`train.data.build_eval_samples`), the same for the same seed."""
+        from train.data import build_eval_samples
+        from train.setup import data_config
+
+        cfg = data_config(self.opts, 1)
+        return build_eval_samples(cfg, n, normalizer=self.normalizer, tasks=tasks, data=data)
+
+    def held_out_data(self, tasks: tuple[str, ...]) -> Any:
+        """The held-out `TrainingData` the samples of `held_out` come from (datasets, paths, cameras)."""
+        from train.data import TrainingData
+        from train.setup import data_config
+
+        return TrainingData.open(data_config(self.opts, 1), self.normalizer, split="eval", tasks=tasks)
+
+    def condition(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens, mask = self.encoder(batch.captions)
+        return tokens.to(self.device), mask.to(self.device)
+
+
+def open_run(run_dir: Path, mixture: Path | None = None, root: Path | None = None, seed: int = 0) -> RunView:
+    """Rebuild the run in `run_dir` from its checkpoint; `mixture` / `root` default to the run's."""
     from train.configs import ModelConfig
     from train.data import Normalizer
     from train.model import LDAModel
+    from train.setup import condition_encoder
 
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     state = load_checkpoint(run_dir)
     if state is None:
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}")
     model = LDAModel(ModelConfig.model_validate(state["model_config"]))
     model.load_state_dict(state["model"])
     opts = TrainOptions.model_validate(state["options"])
-    return state, model.to(device).eval(), opts, Normalizer.model_validate(state["normalizer"])
+    opts = opts.model_copy(update={"mixture": mixture or opts.mixture, "root": root or opts.root,
+                                   "loader_workers": 0, "seed": seed})  # fmt: skip
+    norm = Normalizer.model_validate(state["normalizer"])
+    encoder = condition_encoder(opts, device)
+    return RunView(int(state["step"]), model.to(device).eval(), opts, norm, encoder, device)
 
 
 def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = None, n: int = 64,
              steps: int | None = None, seed: int = 0, draws: int = 4) -> EvalReport:  # fmt: skip
     """Score the run's last checkpoint and the baselines on `n` held-out samples of the mixture (default:
     the run's); the model's errors are averaged over `draws` noise draws."""
-    from train.data import build_eval_samples
-    from train.setup import condition_encoder, data_config
-
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    state, model, opts, norm = _load(run_dir, device)
-    opts = opts.model_copy(update={"mixture": mixture or opts.mixture, "root": root or opts.root,
-                                   "loader_workers": 0, "seed": seed})  # fmt: skip
-    encoder = condition_encoder(opts, device)
-    tasks = tuple(t for t, _, _ in EVAL_TASKS)
-    batches = build_eval_samples(data_config(opts, 1), n, normalizer=norm, tasks=tasks)
+    run = open_run(run_dir, mixture, root, seed)
+    model, norm, device = run.model, run.normalizer, run.device
+    batches = run.held_out(n, tuple(t for t, _, _ in EVAL_TASKS))
     gens = [torch.Generator(device=device).manual_seed(seed * 1000 + d) for d in range(draws)]
     sums = _Sums()
     for batch in batches:
         batch = batch.to(device)
-        tokens, mask = (x.to(device) for x in encoder(batch.captions))
+        tokens, mask = run.condition(batch)
         for task, tid, _ in EVAL_TASKS:
             keep = (batch.task == tid) & (batch.future_valid | (tid == 0))
             if not keep.any():
@@ -160,7 +195,7 @@ def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     counts = {t: int(sum(int((b.task == i).sum()) for b in batches)) for i, t in enumerate(("policy",
               "forward_dynamics", "inverse_dynamics"))}  # fmt: skip
     return EvalReport(
-        run=run_dir, step=int(state["step"]), samples=sum(len(b) for b in batches), draws=draws,
+        run=run_dir, step=run.step, samples=sum(len(b) for b in batches), draws=draws,
         policy_action_l1=overall.get("policy"), inverse_action_l1=overall.get("inverse_dynamics"),
         forward_latent_mse=overall.get("forward_dynamics"), counts=counts, scores=scores,
     )  # fmt: skip

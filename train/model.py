@@ -24,7 +24,9 @@ No parallelism here: FSDP / DDP / compile wrap this module from outside.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -185,6 +187,7 @@ class MMDiTBlock(nn.Module):
         super().__init__()
         self.heads, self.dropout = config.heads, config.dropout
         self.experts = nn.ModuleList([StreamExpert(config), StreamExpert(config)])
+        self.captured: list[Tensor] | None = None  # set by `capture_attention` only
 
     def forward(
         self, x_obs: Tensor, x_act: Tensor, c: Tensor, cond: Tensor, cond_attn_mask: Tensor, has_cond: Tensor
@@ -196,8 +199,11 @@ class MMDiTBlock(nn.Module):
             e.qkv_heads(x, m[0], m[1], self.heads) for e, x, m in zip(self.experts, xs, mods, strict=True)
         ]
         q, k, v = (torch.cat(z, dim=2) for z in zip(*qkvs, strict=True))
-        p = self.dropout if self.training else 0.0
-        joint = merge_heads(F.scaled_dot_product_attention(q, k, v, dropout_p=p))
+        if self.captured is None:
+            p = self.dropout if self.training else 0.0
+            joint = merge_heads(F.scaled_dot_product_attention(q, k, v, dropout_p=p))
+        else:
+            joint = merge_heads(explicit_attention(q, k, v, self.captured))
         outs = joint.split([x_obs.shape[1], x_act.shape[1]], dim=1)
         new = []
         for e, x, m, o in zip(self.experts, xs, mods, outs, strict=True):
@@ -206,6 +212,31 @@ class MMDiTBlock(nn.Module):
             x = x + m[5] * e.ffn(modulate(e.norm2(x), m[3], m[4]))
             new.append(x)
         return new[0], new[1]
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, store: list[Tensor]) -> Tensor:
+    """softmax(q k^T / sqrt(d)) v (no mask, no dropout) with its probabilities [B, heads, Nq, Nk] (float32)
+    appended to `store`; q / k / v [B, heads, n, d]."""
+    probs = torch.softmax((q @ k.transpose(-2, -1)).float() / math.sqrt(q.shape[-1]), dim=-1)
+    store.append(probs.detach())
+    return probs.to(v.dtype) @ v
+
+
+@contextlib.contextmanager
+def capture_attention(model: nn.Module) -> Iterator[list[list[Tensor]]]:
+    """Inside, every joint attention of `model` (an `LDAModel`, or a wrapper of one) is computed explicitly
+    and its probabilities kept: the yielded list holds one list per block, one [B, heads, Nq, Nk] tensor
+    per forward call. Outside (the default, training included) the blocks use `scaled_dot_product_attention`
+    and keep nothing. For evaluation and pictures only (`train viz`): no dropout, more memory."""
+    blocks = [m for m in model.modules() if isinstance(m, MMDiTBlock)]
+    stores: list[list[Tensor]] = [[] for _ in blocks]
+    for block, store in zip(blocks, stores, strict=True):
+        block.captured = store
+    try:
+        yield stores
+    finally:
+        for block in blocks:
+            block.captured = None
 
 
 class FinalLayer(nn.Module):
