@@ -34,6 +34,7 @@ from torch import Tensor
 VIZ_TASKS = ("forward_dynamics",)
 IMAGE = 224
 NPZ, JSON = "viz.npz", "viz.json"
+DRAWS_PER_SAMPLE = 8  # held-out draws per wanted sample, to find distinct ones
 
 
 @dataclass
@@ -188,7 +189,8 @@ def _episode_frames(info: Any, episode: int, frames: list[int]) -> np.ndarray | 
 
 def collect(run_dir: Path, n: int = 4, steps: int | None = None, seed: int = 0,
             mixture: Path | None = None, root: Path | None = None) -> list[VizSample]:  # fmt: skip
-    """The arrays of `n` held-out forward-dynamics samples of the run (the same as `train eval`'s draws)."""
+    """The arrays of `n` distinct held-out forward-dynamics samples of the run: `train eval`'s draws (with
+    this seed), repeats of a (dataset, episode, frame) skipped, up to DRAWS_PER_SAMPLE x n draws."""
     from train.evaluate import open_run
 
     run = open_run(run_dir, mixture, root, seed)
@@ -196,8 +198,17 @@ def collect(run_dir: Path, n: int = 4, steps: int | None = None, seed: int = 0,
     infos = {d.name: d for d in data.datasets}
     future_offset = data.cfg.future_offset
     out: list[VizSample] = []
-    for batch in run.held_out(n, VIZ_TASKS, data=data):
-        batch = batch.to(run.device)
+    seen: set[tuple[str, int, int]] = set()
+    for batch in run.held_out(DRAWS_PER_SAMPLE * n, VIZ_TASKS, data=data):
+        keys = zip(batch.dataset, batch.episode_index.tolist(), batch.frame_index.tolist(), strict=True)
+        keep = []
+        for i, key in enumerate(keys):
+            if key not in seen and len(seen) < n:
+                seen.add(key)
+                keep.append(i)
+        if not keep:
+            continue
+        batch = batch.select(torch.tensor(keep)).to(run.device)
         future, a_act, a_noop = attention_difference(
             run.model, batch, run.condition(batch), run.normalizer, steps, seed
         )
@@ -235,8 +246,9 @@ def _pca_row(axes: Any, s: VizSample) -> dict[str, np.ndarray]:
             (s.frames[0], f"frame t = {s.frame_index}"),
             (s.frames[1], f"frame t+K = {s.future_frame}"),
         ]
+    predicted = f"PCA predicted o_t+K\nraw MSE {mse:.3g} (copy o_t: {copy:.3g})"
     panels += [(_image(rgb[0], s.grid), "PCA o_t"), (_image(rgb[1], s.grid), "PCA true o_t+K"),
-               (_image(rgb[2], s.grid), f"PCA predicted (MSE {mse:.3g}; copy o_t {copy:.3g})")]  # fmt: skip
+               (_image(rgb[2], s.grid), predicted)]  # fmt: skip
     _draw(axes, panels)
     return {"current": rgb[0], "future": rgb[1], "predicted": rgb[2]}
 
@@ -245,6 +257,9 @@ def _attention_row(axes: Any, s: VizSample) -> None:
     diff = np.abs(s.attention_action - s.attention_noop)
     g = s.grid
     hi = max(float(s.attention_action.max()), float(s.attention_noop.max()), 1e-12)
+    if s.frames is not None:
+        _draw(axes[:1], [(s.frames[0], f"frame t = {s.frame_index}")])
+        axes = axes[1:]
     panels = [(s.attention_action.reshape(g, g), "A(action)"), (s.attention_noop.reshape(g, g), "A(no-op)")]
     for ax, (img, title) in zip(axes, panels, strict=False):
         ax.imshow(img, cmap="viridis", vmin=0, vmax=hi, interpolation="nearest")
@@ -272,15 +287,14 @@ def _figure(rows: int, cols: int) -> tuple[Any, Any]:
 
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.5 * rows), squeeze=False)
     for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set_axis_off()  # panels that get an image show it without ticks; the others stay blank
     return fig, axes
 
 
 def _save(fig: Any, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -290,11 +304,12 @@ def write_viz(samples: list[VizSample], out: Path, title: str = "") -> list[Path
     """sample_XX.png (PCA row over the attention row) per sample, pca.png and attention.png (one row per
     sample), viz.npz (every array drawn) and viz.json (which frame each sample is)."""
     out.mkdir(parents=True, exist_ok=True)
-    cols = 5 if any(s.frames is not None for s in samples) else 3
+    video = any(s.frames is not None for s in samples)
+    cols = {"pca": 5 if video else 3, "attention": 4 if video else 3}
     written, arrays = [], {}
-    sheets = {name: _figure(len(samples), cols) for name in ("pca", "attention")}
+    sheets = {name: _figure(len(samples), c) for name, c in cols.items()}
     for i, s in enumerate(samples):
-        fig, axes = _figure(2, cols)
+        fig, axes = _figure(2, cols["pca"])
         rgb = _pca_row(axes[0], s)
         _attention_row(axes[1], s)
         fig.suptitle(f"{title}{s.dataset} episode {s.episode_index} frame {s.frame_index}", fontsize=9)
