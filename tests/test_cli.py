@@ -23,7 +23,7 @@ RUNNER = CliRunner()
     ("app", "args"),
     [(ingest_app, [c]) for c in ("run", "validate", "sources", "latents")]
     + [(catalog_app, [c]) for c in ("datasets", "build", "query", "stats", "mixture", "resolve")]
-    + [(train_app, ["launch"])],
+    + [(train_app, [c]) for c in ("launch", "eval", "viz")],
 )  # fmt: skip
 def test_every_command_has_help(app, args: list[str]) -> None:
     result = RUNNER.invoke(app, [*args, "--help"])
