@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
+from schemas.errors import main_of
+
 if TYPE_CHECKING:
     from schemas.captions import CaptionsConfig
 
@@ -85,6 +87,12 @@ def run(
     typer.echo(f"{summary.dataset_root}: {summary.tiers.line()}")
     if summary.rejected:
         typer.echo(f"rejects: {summary.dataset_root / 'meta' / 'rejects.jsonl'}", err=True)
+    if summary.left_out:
+        typer.echo(
+            f"ingest run: {len(summary.left_out)} annotated segments left out, their videos are not under "
+            f"--input (missing_videos: skip), e.g. {summary.left_out[0]}",
+            err=True,
+        )
     if post_caption:  # the run gave every episode its template caption
         _caption(summary.dataset_root, opts.pipelines, caption_args, address, workers, progress)
     if latents:
@@ -134,6 +142,8 @@ def _latents(
         f"{path}: latents for {summary.files} episode-cameras ({summary.encoded} encoded now, "
         f"{summary.skipped} already cached, {summary.rejected} rejected)"
     )
+    if summary.replaced:
+        typer.echo(f"{path}: the cache held latents of {summary.replaced}: all encoded again", err=True)
     if summary.random_weights:
         typer.echo("WARNING: RANDOM WEIGHTS: these latents are for demos and tests only", err=True)
     if summary.rejected:
@@ -265,5 +275,7 @@ def sources(
         typer.echo(f"{name}\t{cfg.format}\t{cfg.embodiment_kind}\t{cfg.embodiment}")
 
 
+entry = main_of(app, "ingest")  # one-line errors and the exit codes of schemas/errors.py
+
 if __name__ == "__main__":
-    app()
+    entry()

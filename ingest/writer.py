@@ -322,7 +322,11 @@ def _write_parquet_atomic(table: pa.Table, path: Path, footer: PublishedEpisode)
     metadata = {**(table.schema.metadata or {}), FOOTER_KEY: footer.model_dump_json(by_alias=True).encode()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table.replace_schema_metadata(metadata), tmp)
+    try:
+        pq.write_table(table.replace_schema_metadata(metadata), tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -364,9 +368,21 @@ def publish_episode(
     _unpublish(root, episode_index, keep=set(staged.videos))
     for key in staged.videos:
         _place_video(staging_dir, root, episode_index, key)
-    _write_parquet_atomic(table, root / data_path(episode_index), published)
+    try:
+        _write_parquet_atomic(table, root / data_path(episode_index), published)
+    except BaseException:  # a full disk, a signal: the videos go back to staging, the dataset stays valid
+        for key in staged.videos:
+            _unplace_video(staging_dir, root, episode_index, key)
+        raise
     shutil.rmtree(staging_dir)
     return published
+
+
+def _unplace_video(staging_dir: Path, root: Path, episode_index: int, key: str) -> None:
+    """Undo `_place_video` (a rename, so it needs no space): the staging folder is complete again."""
+    src, dst = root / video_path(episode_index, key), staging_dir / "videos" / f"{key}.mp4"
+    if src.is_file() and not dst.exists():
+        os.replace(src, dst)
 
 
 def _read_footer(path: Path) -> PublishedEpisode:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from schemas.errors import main_of
+
 app = typer.Typer(help="Train the latent-dynamics action model.", no_args_is_help=True)
 
 
@@ -108,5 +110,7 @@ def main() -> None:
     """Trainer commands."""
 
 
+entry = main_of(app, "train")  # one-line errors and the exit codes of schemas/errors.py
+
 if __name__ == "__main__":
-    app()
+    entry()
