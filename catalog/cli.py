@@ -28,7 +28,8 @@ class Fmt(StrEnum):
 
 
 def _fail(msg: str, code: int = ExitCode.REFUSED) -> NoReturn:
-    typer.echo(msg, err=True)
+    """One line on stderr, `catalog: <problem>`, and the exit code (2: refused, see schemas/errors.py)."""
+    typer.echo(msg if msg.startswith("catalog") else f"catalog: {msg}", err=True)
     raise typer.Exit(code)
 
 

@@ -55,8 +55,9 @@ def run(
     ] = None,
 ) -> None:
     """Convert every episode of SOURCE under --input into a LeRobot v2.1 dataset."""
-    from ingest.job import DiscoveryError, RunOptions, SectionError
+    from ingest.job import RunOptions
     from ingest.job import run as run_job
+    from schemas.errors import Refused
 
     if mano_dir is not None:  # read by the sections that need MANO (schemas/sources_hot3d.py)
         from schemas.sources_hot3d import MANO_DIR_ENV
@@ -76,7 +77,7 @@ def run(
     post_caption = _post_caption(opts.pipelines, caption_args)
     try:
         summary = run_job(opts)
-    except (FileNotFoundError, SectionError, DiscoveryError) as e:  # no input, no section fits, 0 found
+    except (FileNotFoundError, Refused) as e:  # no input, no section fits, 0 found, another dataset there
         typer.echo(f"ingest run: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(

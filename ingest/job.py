@@ -380,7 +380,7 @@ def pick_section(pipes: PipelinesFile, source: str, root: Path) -> str:
         except (EpisodeError, ValueError, KeyError) as e:
             why.append(f"{name}: {e}")
     if len(fits) != 1:
-        detail = f"several fit: {fits}" if fits else "none fits:\n  " + "\n  ".join(why)
+        detail = f"several fit: {fits}" if fits else "none fits (" + "; ".join(why) + ")"
         raise SectionError(f"pick the pipelines.yaml section for {root}; {detail}")
     return fits[0]
 

@@ -88,32 +88,42 @@ def describe(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.REFUSED, f"{_validation_line(exc)}; see --help"
     if isinstance(exc, OSError) and (exc.errno is not None or exc.filename):
         return _os_error(exc)
+    if isinstance(exc, FileNotFoundError | FileExistsError):  # raised with a message of ours
+        return ExitCode.REFUSED, f"{exc}; check the path"
     if isinstance(exc, ImportError):
         return ExitCode.REFUSED, f"{exc}; install it (see README.md, Setup)"
     text = " ".join(str(exc).split()) or "(no message)"
     return ExitCode.FAILED, f"{type(exc).__name__}: {text}; {DEBUG_HINT}"
 
 
+def _is(exc: BaseException, name: str) -> bool:
+    """Whether `exc` is click's (or typer's vendored click's) exception class `name`, without importing it."""
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
 def run_app(app: Callable[..., Any], prog: str, argv: Sequence[str] | None = None) -> int:
     """Run a typer app the shared way and return its exit code (see the module's docstring)."""
-    import click
-
     args = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV) == "1"
     args = [a for a in args if a != DEBUG_FLAG]
     try:
         rv = app(args=args, prog_name=prog, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as e:
-        print(e.format_message(), file=sys.stderr)
-        return ExitCode.REFUSED
-    except click.UsageError as e:
-        command = e.ctx.command_path if e.ctx else prog
-        print(f"{prog}: {e.format_message()}; see `{command} --help`", file=sys.stderr)
-        return ExitCode.REFUSED
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except Exception as e:
+        if _is(e, "NoArgsIsHelpError"):  # `ingest` alone: the help, as click prints it
+            print(e.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+            return ExitCode.REFUSED
+        if _is(e, "UsageError"):  # a misspelled option, a missing argument
+            ctx = getattr(e, "ctx", None)
+            command = ctx.command_path if ctx is not None else prog
+            problem = e.format_message().rstrip(".")  # type: ignore[attr-defined]
+            print(f"{prog}: {problem}; see `{command} --help`", file=sys.stderr)
+            return ExitCode.REFUSED
+        if _is(e, "Abort"):
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return ExitCode.INTERRUPTED
         if debug:
             raise
         code, line = describe(e)
