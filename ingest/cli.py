@@ -42,6 +42,9 @@ def run(
     max_reject_ratio: Annotated[float, typer.Option(help="Exit non-zero above this reject ratio.")] = 0.05,
     pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml to read.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    duplicates: Annotated[
+        str, typer.Option(help="skip: an episode with a published one's content is recorded, not published.")
+    ] = "skip",
     latents: Annotated[bool, typer.Option(help="Then cache DINOv3 latents (see `ingest latents`).")] = False,
     model_dir: ModelDir = None,
     random_weights: RandomWeights = False,
@@ -71,6 +74,7 @@ def run(
         output=output,
         max_reject_ratio=max_reject_ratio,
         progress=progress,
+        duplicates=duplicates,
         **{k: v for k, v in fields.items() if v is not None},
     )
     caption_args = CaptionArgs(captioner=captioner, captions=captions, model_dir=caption_model_dir)
@@ -83,7 +87,9 @@ def run(
     typer.echo(
         f"{summary.dataset_root}: {summary.total_episodes} episodes, {summary.total_frames} frames "
         f"(this run: {summary.published} published, {summary.rejected} rejected, "
-        f"{summary.skipped_published} source items already published)"
+        f"{summary.skipped_published} source items already published"
+        + (f", {summary.duplicates} duplicates not published" if summary.duplicates else "")
+        + ")"
     )
     typer.echo(f"{summary.dataset_root}: {summary.tiers.line()}")
     if summary.rejected:

@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -78,6 +78,9 @@ class RunOptions(BaseModel):
     max_reject_ratio: float = Field(0.05, ge=0, le=1)
     pipelines: Path = DEFAULT_PIPELINES
     progress: bool = True
+    duplicates: Literal["skip", "keep"] = Field(
+        "skip", description="an episode with the content of a published one: recorded, not published (skip)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -95,6 +98,7 @@ class RunSummary(BaseModel):
     skipped_published: int  # source items already published
     published: int  # dataset episodes published by this run
     rejected: int  # source items, or parts of them (records of a shard), rejected by this run
+    duplicates: int = 0  # episodes not published: the same content as a published one
     left_out: list[str] = []  # annotated segments discovery left out: their videos are not under --input
     total_episodes: int
     total_frames: int
@@ -212,13 +216,14 @@ def _convert_row(row: dict[str, Any], source_name: str, cfg_json: str, work: str
 class Publisher:
     """Publishes staged episodes in order; keeps the running episode/frame/task counters."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, skip_duplicates: bool = True) -> None:
+        self.root, self.skip_duplicates, self.duplicates = root, skip_duplicates, 0
         published = writer.read_published(root)
         self.tasks = writer.task_table(published)
         self.next_episode = len(published)
         self.next_index = sum(p.record.length for p in published)
         self.published = {p.record.source_episode_id for p in published}
+        self.contents = {p.content_sha256: p.record.source_episode_id for p in published if p.content_sha256}
 
     def is_done(self, ref: SourceEpisodeRef, work: Path) -> bool:
         """Published, and not a cut recording whose later parts were still waiting when a run died."""
@@ -234,11 +239,22 @@ class Publisher:
         return count
 
     def publish(self, staged: Path) -> bool:
-        meta = writer.read_staged(staged).meta
+        episode = writer.read_staged(staged)
+        meta = episode.meta
         if meta.source_episode_id in self.published:  # a part published before the run died
+            return False
+        twin = self.contents.get(episode.content_sha256) if episode.content_sha256 else None
+        if twin is not None and self.skip_duplicates:
+            error = f"{meta.source_episode_id}: same content as the published {twin} (not published twice)"
+            record = RejectRecord(source_path=meta.source_episode_id, stage="duplicate", error=error)
+            save_reject(self.root, record, f"duplicate:{meta.source_episode_id}")
+            self.duplicates += 1
             return False
         pub = writer.publish_episode(staged, self.root, self.next_episode, self.next_index, self.tasks)
         self.published.add(meta.source_episode_id)
+        if pub.content_sha256:
+            self.contents.setdefault(pub.content_sha256, meta.source_episode_id)
+        clear_reject(self.root, f"duplicate:{meta.source_episode_id}")
         self.next_episode += 1
         self.next_index += pub.record.length
         return True
@@ -450,12 +466,12 @@ def run(opts: RunOptions) -> RunSummary:
     if not refs:
         why = f" ({len(left_out)} annotated segments, none of whose videos is there)" if left_out else ""
         raise DiscoveryError(
-            f"{opts.input}: no {cfg.format} episode found{why}", f"{cfg.format} expects {source.layout}"
+            f"{opts.input}: no {cfg.format} episode found{why}", f"it expects {source.layout}"
         )
     root = opts.dataset_root
     with dataset_lock(root):
         _write_origin(root, origin)
-        publisher = Publisher(root)
+        publisher = Publisher(root, skip_duplicates=opts.duplicates == "skip")
         todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
         published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
         info = writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
@@ -465,6 +481,7 @@ def run(opts: RunOptions) -> RunSummary:
         skipped_published=len(refs) - len(todo),
         published=published,
         rejected=rejected,
+        duplicates=publisher.duplicates,
         left_out=left_out,
         total_episodes=info.total_episodes,
         total_frames=info.total_frames,

@@ -178,3 +178,31 @@ def test_annotations_without_videos_are_counted_and_a_run_of_only_those_is_refus
     n = len(fixture.clips) + 1
     assert code == ExitCode.REFUSED and err.count("\n") == 1
     assert f"{n} annotated segments, none of whose videos is there" in err
+
+
+# ----------------------------------------------------------------------------- item 9: duplicates
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_local")
+def test_a_byte_identical_copy_is_recorded_as_a_duplicate_not_published_twice(tmp_path: Path) -> None:
+    from ingest.validate import validate_dataset
+
+    write_dataset(tmp_path / "in", 2, 24)
+    folder = tmp_path / "in" / "test" / "basic_pick_place"
+    for ext in ("hdf5", "mp4"):  # the same episode under a second name
+        (folder / f"7.{ext}").write_bytes((folder / f"0.{ext}").read_bytes())
+    opts = {"source": "egodex", "input": tmp_path / "in", "workers": 2, "progress": False}
+    summary = run(RunOptions(output=tmp_path / "skip", **opts))
+    root = summary.dataset_root
+    assert (summary.published, summary.duplicates, summary.rejected) == (2, 1, 0)
+    rejects = [json.loads(x) for x in (root / "meta/rejects.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["source_path"]) for r in rejects] == [("duplicate", "test/basic_pick_place/7")]
+    assert "test/basic_pick_place/0" in rejects[0]["error"]
+    assert validate_dataset(root) == []
+    before = {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and ".work" not in p.parts}
+    again = run(RunOptions(output=tmp_path / "skip", **opts))  # the re-run changes nothing
+    assert (again.published, again.duplicates) == (0, 1)
+    assert {p: p.read_bytes() for p in before} == before
+    kept = run(RunOptions(output=tmp_path / "keep", duplicates="keep", **opts))
+    assert (kept.published, kept.duplicates) == (3, 0)
