@@ -167,6 +167,7 @@ class ClipSource:
     ) -> None:
         self.name, self.config_type, self.clip_index = name, config_type, clip_index
         self.layout = layout
+        self.requires = ("av",)
 
     def _config(self, cfg: SourceConfig) -> ClipSourceConfig:
         if not isinstance(cfg, self.config_type):
