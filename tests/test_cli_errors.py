@@ -132,3 +132,40 @@ def test_debug_gives_the_traceback_back(tmp_path: Path) -> None:
     assert plain.returncode == ExitCode.REFUSED and plain.stderr.count("\n") == 1
     debug = subprocess.run([*cmd, "--debug"], capture_output=True, text=True, timeout=120)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "FileNotFoundError" in debug.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "payload"])
+def test_train_eval_on_a_bad_checkpoint(
+    damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from tests.test_checkpoint_safety import _Payload
+
+    run, marker = tmp_path / "run", tmp_path / "marker"
+    run.mkdir()
+    torch.save(
+        {"step": torch.arange(1000), "x": _Payload(marker) if damage == "payload" else 1},
+        run / "checkpoint.pt",
+    )
+    if damage == "truncated":
+        (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:700])
+    code, err = _run("train", ["eval", "--run", str(run)], capsys)
+    assert code == ExitCode.REFUSED and "not a checkpoint of `train launch`" in _one_line(err, "train")
+    assert not marker.exists()
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_local")
+def test_train_launch_with_an_unknown_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from catalog.mixture import write_mixture
+    from schemas.catalog import Mixture, MixtureEntry
+    from tests.fixtures.training import training_root
+
+    root = training_root(tmp_path, episodes=2, frames=40)
+    capsys.readouterr()  # what building the root printed
+    mixture = write_mixture(Mixture(name="m", entries=[MixtureEntry(name="hands", where="has_action")]),
+                            tmp_path / "m.yaml")  # fmt: skip
+    argv = ["launch", "--mixture", str(mixture), "--root", str(root), "--config", "huge", "--no-progress"]
+    code, err = _run("train", [*argv, "--out", str(tmp_path / "run")], capsys)
+    assert code == ExitCode.REFUSED and "unknown model config 'huge'" in _one_line(err, "train")
