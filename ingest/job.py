@@ -473,7 +473,11 @@ def run(opts: RunOptions) -> RunSummary:
         _write_origin(root, origin)
         publisher = Publisher(root, skip_duplicates=opts.duplicates == "skip")
         todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
-        published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
+        try:
+            published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
+        except Failed:  # a bug stopped the run: what it published is still a valid dataset
+            writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
+            raise
         info = writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
     return RunSummary(
         dataset_root=root,

@@ -92,7 +92,8 @@ def describe(exc: BaseException) -> tuple[ExitCode, str]:
         return ExitCode.REFUSED, f"{exc}; check the path"
     if isinstance(exc, ImportError):
         return ExitCode.REFUSED, f"{exc}; install it (see README.md, Setup)"
-    text = " ".join(str(exc).split()) or "(no message)"
+    message = exc.args[0] if isinstance(exc, KeyError) and len(exc.args) == 1 else exc  # no repr quotes
+    text = " ".join(str(message).split()) or "(no message)"
     return ExitCode.FAILED, f"{type(exc).__name__}: {text}; {DEBUG_HINT}"
 
 

@@ -126,6 +126,27 @@ def test_a_bug_stops_the_run_and_records_no_reject(tmp_path: Path, monkeypatch: 
     assert e.value.code == ExitCode.FAILED and job.load_rejects(root) == []
 
 
+def test_a_bug_after_some_episodes_leaves_a_valid_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.validate import validate_dataset
+
+    write_dataset(tmp_path / "in", 2, 40)
+
+    def stream(todo, opts, cfg, work, workers):  # in-process: the first converts, the second hits a bug
+        yield convert_one(todo[0], cfg, work)
+        yield ConvertResult(source_episode_id=todo[1].source_episode_id, bug="/in/1.hdf5: TypeError: boom")
+
+    monkeypatch.setattr(job, "init_ray", lambda *a: (False, 1))
+    monkeypatch.setattr(job, "shutdown_ray", lambda started: None)
+    monkeypatch.setattr(job, "_convert_stream", stream)
+    with pytest.raises(Failed, match="1 episodes published before it"):
+        run(RunOptions(source="egodex", input=tmp_path / "in", output=tmp_path / "out", progress=False))
+    root = tmp_path / "out" / "egodex"
+    assert validate_dataset(root) == [] and job.load_rejects(root) == []
+    assert json.loads((root / "meta/info.json").read_text())["total_episodes"] == 1
+
+
 def test_a_missing_dependency_is_refused_before_ray_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
