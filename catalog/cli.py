@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from schemas.errors import ExitCode, main_of
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -25,8 +27,9 @@ class Fmt(StrEnum):
     json = "json"
 
 
-def _fail(msg: str, code: int = 1) -> NoReturn:
-    typer.echo(msg, err=True)
+def _fail(msg: str, code: int = ExitCode.REFUSED) -> NoReturn:
+    """One line on stderr, `catalog: <problem>`, and the exit code (2: refused, see schemas/errors.py)."""
+    typer.echo(msg if msg.startswith("catalog") else f"catalog: {msg}", err=True)
     raise typer.Exit(code)
 
 
@@ -59,8 +62,7 @@ def datasets(
         info = InfoJson.model_validate_json((ds / INFO_PATH).read_text())
         typer.echo(f"{ds.name}\t{info.total_episodes} episodes\t{info.total_frames} frames\t{info.fps} fps")
     if not found:
-        typer.echo(f"no dataset under {root}", err=True)
-        raise typer.Exit(1)
+        _fail(f"catalog datasets: no dataset under {root}; give the --output of `ingest run`")
 
 
 @app.command()
@@ -242,5 +244,7 @@ def main() -> None:
     """Catalog commands."""
 
 
+entry = main_of(app, "catalog")  # one-line errors and the exit codes of schemas/errors.py
+
 if __name__ == "__main__":
-    app()
+    entry()

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
+from schemas.errors import main_of
+
 if TYPE_CHECKING:
     from schemas.captions import CaptionsConfig
 
@@ -40,6 +42,9 @@ def run(
     max_reject_ratio: Annotated[float, typer.Option(help="Exit non-zero above this reject ratio.")] = 0.05,
     pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml to read.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    duplicates: Annotated[
+        str, typer.Option(help="skip: an episode with a published one's content is recorded, not published.")
+    ] = "skip",
     latents: Annotated[bool, typer.Option(help="Then cache DINOv3 latents (see `ingest latents`).")] = False,
     model_dir: ModelDir = None,
     random_weights: RandomWeights = False,
@@ -53,8 +58,9 @@ def run(
     ] = None,
 ) -> None:
     """Convert every episode of SOURCE under --input into a LeRobot v2.1 dataset."""
-    from ingest.job import DiscoveryError, RunOptions, SectionError
+    from ingest.job import RunOptions
     from ingest.job import run as run_job
+    from schemas.errors import Refused
 
     if mano_dir is not None:  # read by the sections that need MANO (schemas/sources_hot3d.py)
         from schemas.sources_hot3d import MANO_DIR_ENV
@@ -68,23 +74,32 @@ def run(
         output=output,
         max_reject_ratio=max_reject_ratio,
         progress=progress,
+        duplicates=duplicates,
         **{k: v for k, v in fields.items() if v is not None},
     )
     caption_args = CaptionArgs(captioner=captioner, captions=captions, model_dir=caption_model_dir)
     post_caption = _post_caption(opts.pipelines, caption_args)
     try:
         summary = run_job(opts)
-    except (FileNotFoundError, SectionError, DiscoveryError) as e:  # no input, no section fits, 0 found
+    except (FileNotFoundError, Refused) as e:  # no input, no section fits, 0 found, another dataset there
         typer.echo(f"ingest run: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
         f"{summary.dataset_root}: {summary.total_episodes} episodes, {summary.total_frames} frames "
         f"(this run: {summary.published} published, {summary.rejected} rejected, "
-        f"{summary.skipped_published} source items already published)"
+        f"{summary.skipped_published} source items already published"
+        + (f", {summary.duplicates} duplicates not published" if summary.duplicates else "")
+        + ")"
     )
     typer.echo(f"{summary.dataset_root}: {summary.tiers.line()}")
     if summary.rejected:
         typer.echo(f"rejects: {summary.dataset_root / 'meta' / 'rejects.jsonl'}", err=True)
+    if summary.left_out:
+        typer.echo(
+            f"ingest run: {len(summary.left_out)} annotated segments left out, their videos are not under "
+            f"--input (missing_videos: skip), e.g. {summary.left_out[0]}",
+            err=True,
+        )
     if post_caption:  # the run gave every episode its template caption
         _caption(summary.dataset_root, opts.pipelines, caption_args, address, workers, progress)
     if latents:
@@ -134,6 +149,8 @@ def _latents(
         f"{path}: latents for {summary.files} episode-cameras ({summary.encoded} encoded now, "
         f"{summary.skipped} already cached, {summary.rejected} rejected)"
     )
+    if summary.replaced:
+        typer.echo(f"{path}: the cache held latents of {summary.replaced}: all encoded again", err=True)
     if summary.random_weights:
         typer.echo("WARNING: RANDOM WEIGHTS: these latents are for demos and tests only", err=True)
     if summary.rejected:
@@ -265,5 +282,7 @@ def sources(
         typer.echo(f"{name}\t{cfg.format}\t{cfg.embodiment_kind}\t{cfg.embodiment}")
 
 
+entry = main_of(app, "ingest")  # one-line errors and the exit codes of schemas/errors.py
+
 if __name__ == "__main__":
-    app()
+    entry()

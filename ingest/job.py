@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -22,9 +23,9 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingest import writer
 from ingest.captions.template import caption_stage
@@ -36,7 +37,8 @@ from ingest.sources.base import PartReject, SourceEpisodeRef
 from ingest.sources.rlds import RldsError
 from ingest.stages import quality
 from schemas.episode import CanonicalEpisode
-from schemas.lerobot import REJECTS_PATH
+from schemas.errors import Failed, Refused
+from schemas.lerobot import CARD_PATH, REJECTS_PATH
 from schemas.pipelines import PipelinesFile, SourceConfig
 from schemas.reject import RejectRecord
 
@@ -45,6 +47,21 @@ WORK_DIR = ".work"
 EPISODES_PER_TASK = 4
 PARTS_FILE = "parts.json"
 PART_REJECTS_FILE = "part_rejects.json"
+ORIGIN_FILE = "origin.json"
+# Exceptions that mean a bug in the converter or a broken install, never bad input: they stop the run
+# (the item is not recorded as a reject, so the re-run after the fix converts it).
+BUG_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError, AttributeError, NameError, ImportError, AssertionError, NotImplementedError, RecursionError,
+    SyntaxError,
+)  # fmt: skip
+
+
+def check_name(name: str) -> str:
+    """A dataset name is one plain path component: no separator, not `.` or `..`, not absolute."""
+    bad = not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+    if bad or Path(name).is_absolute() or name.startswith("~"):
+        raise ValueError(f"dataset name {name!r} must be one folder name (no '/', '.', '..' or '~')")
+    return name
 
 
 class RunOptions(BaseModel):
@@ -61,10 +78,18 @@ class RunOptions(BaseModel):
     max_reject_ratio: float = Field(0.05, ge=0, le=1)
     pipelines: Path = DEFAULT_PIPELINES
     progress: bool = True
+    duplicates: Literal["skip", "keep"] = Field(
+        "skip", description="an episode with the content of a published one: recorded, not published (skip)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _one_component(cls, v: str | None) -> str | None:
+        return None if v is None else check_name(v)
 
     @property
     def dataset_root(self) -> Path:
-        return self.output / (self.name or self.source)
+        return self.output / check_name(self.name or self.source)
 
 
 class RunSummary(BaseModel):
@@ -73,6 +98,8 @@ class RunSummary(BaseModel):
     skipped_published: int  # source items already published
     published: int  # dataset episodes published by this run
     rejected: int  # source items, or parts of them (records of a shard), rejected by this run
+    duplicates: int = 0  # episodes not published: the same content as a published one
+    left_out: list[str] = []  # annotated segments discovery left out: their videos are not under --input
     total_episodes: int
     total_frames: int
     tiers: TierCounts  # the whole dataset's tiers and what the interaction filter cut
@@ -92,6 +119,7 @@ class ConvertResult(BaseModel):
     staged: list[str] = []
     part_rejects: dict[str, RejectRecord] = {}
     reject: RejectRecord | None = None
+    bug: str | None = None  # a programming error or a missing dependency: the driver stops the run
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -147,7 +175,12 @@ def convert_one(ref: SourceEpisodeRef, cfg: SourceConfig, work: Path) -> Convert
         for ep, part in zip(episodes, parts, strict=True):
             writer.stage_episode(ep, part, cfg.video)
         _mark_staged(staging, parts, part_rejects)
-    except Exception as exc:  # noqa: BLE001 - every failure of one episode is a reject, the run goes on
+    except BUG_ERRORS as exc:  # not the data's fault: stop the run, record no reject
+        shutil.rmtree(staging, ignore_errors=True)
+        path = next(iter(ref.files.values()), ref.source_episode_id)
+        bug = f"{path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        return ConvertResult(source_episode_id=ref.source_episode_id, bug=bug)
+    except Exception as exc:  # noqa: BLE001 - any other failure of one episode is a reject, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
         return ConvertResult(source_episode_id=ref.source_episode_id, reject=_reject(ref, exc))
     return _staged_result(ref, parts, part_rejects)
@@ -183,13 +216,14 @@ def _convert_row(row: dict[str, Any], source_name: str, cfg_json: str, work: str
 class Publisher:
     """Publishes staged episodes in order; keeps the running episode/frame/task counters."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: Path, skip_duplicates: bool = True) -> None:
+        self.root, self.skip_duplicates, self.duplicates = root, skip_duplicates, 0
         published = writer.read_published(root)
         self.tasks = writer.task_table(published)
         self.next_episode = len(published)
         self.next_index = sum(p.record.length for p in published)
         self.published = {p.record.source_episode_id for p in published}
+        self.contents = {p.content_sha256: p.record.source_episode_id for p in published if p.content_sha256}
 
     def is_done(self, ref: SourceEpisodeRef, work: Path) -> bool:
         """Published, and not a cut recording whose later parts were still waiting when a run died."""
@@ -205,11 +239,22 @@ class Publisher:
         return count
 
     def publish(self, staged: Path) -> bool:
-        meta = writer.read_staged(staged).meta
+        episode = writer.read_staged(staged)
+        meta = episode.meta
         if meta.source_episode_id in self.published:  # a part published before the run died
+            return False
+        twin = self.contents.get(episode.content_sha256) if episode.content_sha256 else None
+        if twin is not None and self.skip_duplicates:
+            error = f"{meta.source_episode_id}: same content as the published {twin} (not published twice)"
+            record = RejectRecord(source_path=meta.source_episode_id, stage="duplicate", error=error)
+            save_reject(self.root, record, f"duplicate:{meta.source_episode_id}")
+            self.duplicates += 1
             return False
         pub = writer.publish_episode(staged, self.root, self.next_episode, self.next_index, self.tasks)
         self.published.add(meta.source_episode_id)
+        if pub.content_sha256:
+            self.contents.setdefault(pub.content_sha256, meta.source_episode_id)
+        clear_reject(self.root, f"duplicate:{meta.source_episode_id}")
         self.next_episode += 1
         self.next_index += pub.record.length
         return True
@@ -281,7 +326,9 @@ def dataset_lock(root: Path) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another `ingest run`, `label` or `caption` is writing {root}") from None
+            raise Refused(
+                f"another `ingest run`, `label` or `caption` is writing {root}", "wait for it to finish"
+            ) from None
         yield
 
 
@@ -299,6 +346,13 @@ def _convert_and_publish(
         with progress(opts.progress) as bar:
             task = bar.add_task(f"ingest {opts.source}", total=len(todo), rejects=0)
             for result in _convert_stream(todo, opts, cfg, root / WORK_DIR, workers):
+                if result.bug is not None:
+                    raise Failed(
+                        f"converting stopped, a bug or a broken install, not bad data: {result.bug} "
+                        f"({n_published} episodes published before it)",
+                        "fix the converter or install what is missing, then run the same command again; "
+                        "it resumes",
+                    )
                 if result.reject is not None:
                     save_reject(root, result.reject, result.source_episode_id)
                     n_rejected += 1
@@ -314,11 +368,11 @@ def _convert_and_publish(
     return n_published, n_rejected
 
 
-class SectionError(ValueError):
+class SectionError(Refused):
     """No single pipelines.yaml section fits `ingest run <format>` for this input."""
 
 
-class DiscoveryError(ValueError):
+class DiscoveryError(Refused):
     """Discovery refused --input (not the source's layout, a mapping that does not fit it) or found no
     source episode there: the run stops before writing anything, naming what the source expects."""
 
@@ -330,7 +384,10 @@ def pick_section(pipes: PipelinesFile, source: str, root: Path) -> str:
         return source
     candidates = [n for n, c in pipes.sources.items() if c.format == source]
     if not candidates:
-        pipes.source(source)  # raises KeyError naming the known sections
+        raise SectionError(
+            f"no source {source!r} in pipelines.yaml",
+            f"pick one of {sorted(pipes.sources)} (`ingest sources`)",
+        )
     fits, why = [], []
     for name in candidates:
         try:
@@ -339,32 +396,88 @@ def pick_section(pipes: PipelinesFile, source: str, root: Path) -> str:
         except (EpisodeError, ValueError, KeyError) as e:
             why.append(f"{name}: {e}")
     if len(fits) != 1:
-        detail = f"several fit: {fits}" if fits else "none fits:\n  " + "\n  ".join(why)
+        detail = f"several fit: {fits}" if fits else "none fits (" + "; ".join(why) + ")"
         raise SectionError(f"pick the pipelines.yaml section for {root}; {detail}")
     return fits[0]
+
+
+def check_requires(source: Any, section: str) -> None:
+    """Import, on the driver and before Ray starts, what the section's converter imports lazily."""
+    for module in getattr(source, "requires", ()):
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise Refused(
+                f"section {section} needs the Python module {module!r}, which does not import ({e})",
+                "install the project's dependencies (`make setup`, or `pip install -e .`)",
+            ) from None
+
+
+class Origin(BaseModel):
+    """What a dataset folder was written from (`.work/origin.json`): a run from anything else is refused."""
+
+    section: str
+    input: str
+
+
+def check_origin(root: Path, origin: Origin) -> None:
+    """Refuse to write into a folder that holds a dataset of another section or input."""
+    path, card = root / WORK_DIR / ORIGIN_FILE, root / CARD_PATH
+    if path.is_file():
+        held = Origin.model_validate_json(path.read_text())
+    elif card.is_file():  # a dataset moved without its work folder: only its section is known
+        held = Origin(section=str(json.loads(card.read_text()).get("source")), input=origin.input)
+    else:
+        return
+    if held != origin:
+        raise Refused(
+            f"{root} holds the dataset of section {held.section} from {held.input}; this run is section "
+            f"{origin.section} from {origin.input}",
+            "give this one its own --name",
+        )
+
+
+def _write_origin(root: Path, origin: Origin) -> None:
+    path = root / WORK_DIR / ORIGIN_FILE
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(origin.model_dump_json())
+        os.replace(tmp, path)
 
 
 def run(opts: RunOptions) -> RunSummary:
     """`ingest run`: convert every source episode under `opts.input` into `opts.dataset_root`."""
     if not opts.input.exists():
-        raise FileNotFoundError(f"--input {opts.input} does not exist")
+        raise Refused(f"--input {opts.input} does not exist", "check the path")
     pipes = PipelinesFile.load(opts.pipelines)
     section = pick_section(pipes, opts.source, opts.input)
-    if section != opts.source:  # the dataset keeps the name typed; its card names the section used
-        opts = opts.model_copy(update={"source": section, "name": opts.name or opts.source})
+    # `ingest run lerobot`: the dataset is named after the section picked (never a shared `lerobot`)
+    opts = opts.model_copy(update={"source": section})
     cfg = pipes.source(opts.source)
     source = get_source(cfg.format)
+    check_requires(source, section)
+    origin = Origin(section=section, input=str(opts.input.resolve()))
+    check_origin(opts.dataset_root, origin)
     try:
         refs = source.discover(opts.input, cfg)[: opts.limit]
+        left_out = source.skipped(opts.input, cfg) if hasattr(source, "skipped") else []
     except (EpisodeError, RldsError) as e:
         raise DiscoveryError(f"{e} ({cfg.format} expects {source.layout})") from e
     if not refs:
-        raise DiscoveryError(f"{opts.input}: no {cfg.format} episode found; it expects {source.layout}")
+        why = f" ({len(left_out)} annotated segments, none of whose videos is there)" if left_out else ""
+        raise DiscoveryError(
+            f"{opts.input}: no {cfg.format} episode found{why}", f"it expects {source.layout}"
+        )
     root = opts.dataset_root
     with dataset_lock(root):
-        publisher = Publisher(root)
+        _write_origin(root, origin)
+        publisher = Publisher(root, skip_duplicates=opts.duplicates == "skip")
         todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
-        published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
+        try:
+            published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
+        except Failed:  # a bug stopped the run: what it published is still a valid dataset
+            writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
+            raise
         info = writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
     return RunSummary(
         dataset_root=root,
@@ -372,6 +485,8 @@ def run(opts: RunOptions) -> RunSummary:
         skipped_published=len(refs) - len(todo),
         published=published,
         rejected=rejected,
+        duplicates=publisher.duplicates,
+        left_out=left_out,
         total_episodes=info.total_episodes,
         total_frames=info.total_frames,
         tiers=tier_counts(root),

@@ -72,7 +72,8 @@ def read_overrides(path: Path) -> dict[str, TierOverride]:
         if reader.fieldnames != OVERRIDE_COLUMNS:
             raise ValueError(f"{path}: header must be {','.join(OVERRIDE_COLUMNS)}, got {reader.fieldnames}")
         rows: dict[str, TierOverride] = {}
-        for line, raw in enumerate(reader, start=2):
+        for raw in reader:
+            line = reader.line_num  # the file's line (blank lines and quoted newlines counted), not the row
             try:
                 row = TierOverride.model_validate(raw)
             except ValidationError as e:

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.cluster import init_ray, progress, quiet_data_context, shutdown_ray
+from schemas.errors import Refused
 from schemas.latents import LATENTS_META_PATH, LatentsConfig, LatentsMeta, latents_path
 from schemas.lerobot import EPISODES_PATH, INFO_PATH, EpisodeRecord, InfoJson, video_path
 from schemas.reject import RejectRecord
@@ -50,6 +51,7 @@ class LatentsSummary(BaseModel):
     skipped: int
     rejected: int
     random_weights: bool
+    replaced: str | None = None  # the other weights the cache held, all re-encoded by this run
 
 
 class Job(BaseModel):
@@ -80,8 +82,9 @@ def _is_cached(path: Path, frames: np.ndarray) -> bool:
         return False
 
 
-def plan(root: Path, cfg: LatentsConfig) -> tuple[list[Job], int]:
-    """Every (episode, camera) whose latents file is missing or stale; and how many are cached."""
+def plan(root: Path, cfg: LatentsConfig, force: bool = False) -> tuple[list[Job], int]:
+    """Every (episode, camera) whose latents file is missing or stale (all of them with `force`); and how
+    many are cached."""
     from ingest.latents import latent_frames
 
     info, episodes = _episodes(root)
@@ -90,13 +93,38 @@ def plan(root: Path, cfg: LatentsConfig) -> tuple[list[Job], int]:
         frames = latent_frames(ep.length, cfg.stride)
         for cam in info.video_keys():
             out = root / latents_path(ep.episode_index, cam)
-            if _is_cached(out, frames):
+            if not force and _is_cached(out, frames):
                 cached += 1
                 continue
             video = str(root / video_path(ep.episode_index, cam))
             todo.append(Job(episode_index=ep.episode_index, camera=cam, video=video, out=str(out),
                             frames=frames.tolist()))  # fmt: skip
     return todo, cached
+
+
+WEIGHT_KEYS = ("model_id", "revision", "random_weights", "init_seed")
+
+
+def _asked_weights(cfg: LatentsConfig) -> dict[str, Any]:
+    """The identity (`WEIGHT_KEYS`) of the weights the config asks for, without loading them."""
+    from ingest.latents import RANDOM_SEED, _weights_identity
+
+    if cfg.model_dir is None:
+        return {"model_id": None, "revision": None, "random_weights": True, "init_seed": RANDOM_SEED}
+    if not (cfg.model_dir / "config.json").is_file():
+        what = "does not exist" if not cfg.model_dir.exists() else "has no config.json"
+        fix = "give a local DINOv3 folder (config.json + weights)"
+        raise Refused(f"--model-dir {cfg.model_dir} {what}", fix)
+    model_id, revision = _weights_identity(cfg.model_dir)
+    return {"model_id": model_id, "revision": revision, "random_weights": False, "init_seed": None}
+
+
+def _other_weights(root: Path, cfg: LatentsConfig) -> str | None:
+    """What the cache was encoded with, when that is not the weights asked for (None: the same, or none)."""
+    held, asked = _identity_from_meta(root), _asked_weights(cfg)
+    if held is None or all(held[k] == asked[k] for k in WEIGHT_KEYS):
+        return None
+    return "random weights" if held["random_weights"] else f"{held['model_id']} ({held['revision']})"
 
 
 def _check_same_encoder(root: Path, cfg: LatentsConfig) -> None:
@@ -269,7 +297,8 @@ def run_latents(opts: LatentsOptions) -> LatentsSummary:
     if cfg.model_dir is None and not cfg.random_weights:
         raise ValueError(NO_WEIGHTS_MESSAGE)
     _check_same_encoder(root, cfg)
-    todo, cached = plan(root, cfg)
+    replaced = _other_weights(root, cfg)  # another encoder's cache: every file is encoded again
+    todo, cached = plan(root, cfg, force=replaced is not None)
     done = Assembler()
     if todo:
         started, workers = init_ray(opts.address, opts.workers)
@@ -282,6 +311,9 @@ def run_latents(opts: LatentsOptions) -> LatentsSummary:
         finally:
             shutdown_ray(started)
         _record_rejects(root, done)
+        if replaced is not None:  # a file that failed with the new weights must not keep the old latents
+            for out in done.rejects:
+                Path(out).unlink(missing_ok=True)
     identity = done.identity or _identity_from_meta(root)
     if identity is not None:
         write_meta(root, cfg, identity)
@@ -292,4 +324,5 @@ def run_latents(opts: LatentsOptions) -> LatentsSummary:
         skipped=cached,
         rejected=len(done.rejects),
         random_weights=bool(identity and identity["random_weights"]),
+        replaced=replaced,
     )

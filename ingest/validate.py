@@ -519,6 +519,17 @@ def _check_stray_data(root: Path, episodes: list[_Episode], report: Report) -> N
             _add(report, rel, "(file)", f"not an episode listed in {EPISODES_PATH}")
 
 
+def _check_half_published(root: Path, episodes: list[_Episode], report: Report) -> None:
+    """A video whose episode has no Parquet: a run stopped while publishing it (the re-run finishes it)."""
+    listed = {ep.episode_index for ep in episodes}
+    for path in sorted((root / "videos").glob("chunk-*/*/episode_*.mp4")):
+        index = int(path.stem.removeprefix("episode_")) if path.stem[8:].isdigit() else None
+        if index is not None and index not in listed and not (root / data_path(index)).is_file():
+            _add(report, path.relative_to(root).as_posix(), "(file)",
+                 f"half-published episode {index}: a video without its Parquet; run `ingest run` again to "
+                 "finish it")  # fmt: skip
+
+
 def _parse_gr00t_stats(data: object, report: Report) -> dict[str, Gr00tFeatureStats] | None:
     """`meta/stats.json` entry by entry (a bad entry is named; the others are still checked)."""
     if not isinstance(data, dict):
@@ -766,6 +777,7 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
     _check_index_contiguity(episodes, results, report)
     _check_stray_data(root, episodes, report)
     _check_stray_videos(root, info, report)
+    _check_half_published(root, episodes, report)
     _check_gr00t_files(root, info, report)
     _check_cameras(root, info, episodes, report)
     _check_latents(root, info, episodes, report)

@@ -12,6 +12,7 @@ Lifecycle of one episode:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -91,6 +92,7 @@ class StagedEpisode(BaseModel):
     extra: dict[str, list[str]] = {}  # extra float32 column -> its dimension names
     annotations: list[str] = []  # `annotation.*` text columns, numbered into tasks.jsonl at publish
     cameras: list[CameraModel] = []  # at the published video's size
+    content_sha256: str = ""  # of the frames and videos (not the ids): finds an episode copied twice
 
 
 class PublishedEpisode(BaseModel):
@@ -106,6 +108,7 @@ class PublishedEpisode(BaseModel):
     annotations: list[str] = []  # int64 columns holding tasks.jsonl rows
     task_rows: dict[int, str] = {}  # the tasks.jsonl rows this file's annotation columns use
     cameras: list[CameraModel] = []  # -> meta/cameras.jsonl
+    content_sha256: str = ""  # the staged episode's (`StagedEpisode.content_sha256`)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,9 +219,21 @@ def _stage_into(ep: CanonicalEpisode, folder: Path, cfg: VideoConfig) -> StagedE
         extra={name: col.names for name, col in ep.extra.items()},
         annotations=list(ep.annotations),
         cameras=cameras,
+        content_sha256=content_sha256(folder, sorted(infos)),
     )
     (folder / STAGED_FILE).write_text(staged.model_dump_json(by_alias=True))
     return staged
+
+
+def content_sha256(folder: Path, video_keys: list[str]) -> str:
+    """sha256 of a staged episode's frames Parquet and videos: equal for the same content under two ids."""
+    digest = hashlib.sha256()
+    for path in [folder / FRAMES_FILE, *(folder / "videos" / f"{k}.mp4" for k in video_keys)]:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda f=f: f.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def stage_episode(ep: CanonicalEpisode, staging_dir: Path, video_cfg: VideoConfig) -> StagedEpisode:
@@ -322,7 +337,11 @@ def _write_parquet_atomic(table: pa.Table, path: Path, footer: PublishedEpisode)
     metadata = {**(table.schema.metadata or {}), FOOTER_KEY: footer.model_dump_json(by_alias=True).encode()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table.replace_schema_metadata(metadata), tmp)
+    try:
+        pq.write_table(table.replace_schema_metadata(metadata), tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -360,13 +379,26 @@ def publish_episode(
         annotations=staged.annotations,
         task_rows={tasks[t]: t for t in episode_tasks} if staged.annotations else {},
         cameras=staged.cameras,
+        content_sha256=staged.content_sha256,
     )
     _unpublish(root, episode_index, keep=set(staged.videos))
     for key in staged.videos:
         _place_video(staging_dir, root, episode_index, key)
-    _write_parquet_atomic(table, root / data_path(episode_index), published)
+    try:
+        _write_parquet_atomic(table, root / data_path(episode_index), published)
+    except BaseException:  # a full disk, a signal: the videos go back to staging, the dataset stays valid
+        for key in staged.videos:
+            _unplace_video(staging_dir, root, episode_index, key)
+        raise
     shutil.rmtree(staging_dir)
     return published
+
+
+def _unplace_video(staging_dir: Path, root: Path, episode_index: int, key: str) -> None:
+    """Undo `_place_video` (a rename, so it needs no space): the staging folder is complete again."""
+    src, dst = root / video_path(episode_index, key), staging_dir / "videos" / f"{key}.mp4"
+    if src.is_file() and not dst.exists():
+        os.replace(src, dst)
 
 
 def _read_footer(path: Path) -> PublishedEpisode:

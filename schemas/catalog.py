@@ -201,6 +201,7 @@ def polars_schema(model: type[BaseModel]) -> dict[str, Any]:
 Op = Literal["==", "!=", "<", "<=", ">", ">="]
 FUNCTIONS = ("contains", "startswith", "endswith", "matches", "state_valid", "action_valid")
 MAX_WHERE_CHARS = 4000
+MAX_WHERE_DEPTH = 40  # nesting of the parsed selection (`a == 1 and not b` is 5 deep)
 _CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 _NAMED_CONSTANTS = {"true": True, "false": False, "True": True, "False": False}
@@ -271,11 +272,27 @@ def parse_where(text: str) -> Where:
         raise WhereError(f"selection longer than {MAX_WHERE_CHARS} characters")
     if not text.strip():
         return Const(True)
+    body = text.strip()
     try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as e:
-        raise WhereError(f"syntax error at column {e.offset}: {e.msg}") from None
+        tree = ast.parse(body, mode="eval")
+    except SyntaxError as e:  # `offset` counts from 1 in the stripped text: report it in the text typed
+        column = (e.offset or 1) + len(text) - len(text.lstrip())
+        raise WhereError(f"syntax error at column {column}: {e.msg}") from None
+    except (RecursionError, MemoryError):
+        raise WhereError(f"selection nested more than {MAX_WHERE_DEPTH} deep") from None
+    if _depth(tree) > MAX_WHERE_DEPTH:
+        raise WhereError(f"selection nested more than {MAX_WHERE_DEPTH} deep") from None
     return _Parser(episode_columns()).node(tree.body)
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep the tree nests, walked without recursion; stops counting past the bound."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack and deepest <= MAX_WHERE_DEPTH:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class _Parser:
@@ -411,7 +428,8 @@ def _dimension_indices(name: str) -> tuple[int, ...]:
 
 
 def _show(n: ast.AST) -> str:
-    return ast.unparse(n) if isinstance(n, ast.expr) else type(n).__name__
+    text = ast.unparse(n) if isinstance(n, ast.expr) else type(n).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # --------------------------------------------------------------------------- the mixture file

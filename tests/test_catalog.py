@@ -375,13 +375,13 @@ def test_unsafe_or_bad_query_rejected(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = RUNNER.invoke(app, ["query", "--root", str(root), "--where", where])
-    assert result.exit_code == 1 and message in result.output
+    assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "PWNED").exists()
 
 
 def test_query_without_catalog_says_build_first(tmp_path: Path) -> None:
     result = RUNNER.invoke(app, ["query", "--root", str(tmp_path), "--where", "seconds > 1"])
-    assert result.exit_code == 1 and "catalog build" in result.output
+    assert result.exit_code == 2 and "catalog build" in result.output
 
 
 # --------------------------------------------------------------------------- stats

@@ -121,6 +121,7 @@ def test_job_writes_valid_actionless_dataset(fixture: human.Fixture, tmp_path: P
     summary = run(opts)
     root = tmp_path / "epic"
     assert (summary.published, summary.rejected) == (len(fixture.clips), len(human.BAD_EPIC))
+    assert summary.left_out == ["P04_05_0 (P04_05)"]  # annotated, video not downloaded: counted, not silent
     assert validate_dataset(root) == []
     by_id = {c.clip_id: c for c in fixture.clips}
     for line in (root / "meta/episodes.jsonl").read_text().splitlines():

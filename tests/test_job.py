@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from ingest.cli import app
 from ingest.job import RunOptions, run
 from ingest.validate import validate_dataset
+from schemas.errors import Refused
 from tests.fixtures.egodex import BAD_FIELD, decode_frame_index, write_dataset, write_episode
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
@@ -227,6 +228,6 @@ def test_second_run_on_the_same_dataset_fails_at_once(tmp_path: Path) -> None:
     from ingest.job import dataset_lock
 
     write_dataset(tmp_path / "in", 1, 10)
-    with dataset_lock(tmp_path / "out" / "egodex"), pytest.raises(RuntimeError, match="another `ingest run`"):
+    with dataset_lock(tmp_path / "out" / "egodex"), pytest.raises(Refused, match="another `ingest run`"):
         run(_opts(tmp_path / "in", tmp_path / "out"))
     assert not (tmp_path / "out/egodex/meta").exists()

@@ -119,3 +119,33 @@ def test_cli_refuses_without_weights_and_runs_with_random_weights(dataset: Path)
     meta = LatentsMeta.load(dataset)
     assert meta.random_weights and meta.dim == 384 and "RANDOM WEIGHTS" in (meta.warning or "")
     assert validate_dataset(dataset, check_videos=False) == []
+
+
+def test_model_dir_reencodes_a_cache_of_other_weights(dataset: Path, model_dir: Path) -> None:
+    """Issue 15 item 3: `--model-dir` on a dataset cached with random weights encodes every file again."""
+    first = run_latents(LatentsOptions(dataset=dataset, latents=LatentsConfig(random_weights=True), workers=2,
+                                       progress=False))  # fmt: skip
+    assert first.encoded == 3 and LatentsMeta.load(dataset).random_weights
+    summary = run_latents(_opts(dataset, model_dir))
+    assert (summary.encoded, summary.skipped, summary.replaced) == (3, 0, "random weights")
+    meta = LatentsMeta.load(dataset)
+    assert not meta.random_weights and meta.model_id == model_dir.name and meta.dim == 32
+    assert meta.revision is not None and meta.revision.startswith("sha256:")
+    encoder = load_encoder(LatentsConfig(model_dir=model_dir, device="cpu"))
+    with safe_open(str(_file(dataset, 0)), framework="numpy") as f:
+        latents, frames = f.get_tensor("latents"), f.get_tensor("frame_index")
+    assert latents.shape == (5, 196, 32)  # the tiny model's width, not the random ViT-S/16's 384
+    np.testing.assert_array_equal(latents, encode_video(dataset / video_path(0, CAM), frames, encoder, 2))
+    again = run_latents(_opts(dataset, model_dir))  # the same weights: nothing to do
+    assert (again.encoded, again.skipped, again.replaced) == (0, 3, None)
+
+
+def test_a_missing_model_dir_is_refused_in_one_line(dataset: Path, tmp_path: Path) -> None:
+    from schemas.errors import ExitCode, run_app
+
+    argv = ["latents", str(dataset), "--model-dir", str(tmp_path / "nope"), "--no-progress"]
+    code = run_app(app, "ingest", argv)
+    assert code == ExitCode.REFUSED
+    with pytest.raises(ValueError, match="nope does not exist"):
+        run_latents(_opts(dataset, tmp_path / "nope"))
+    assert not (dataset / "meta/latents.json").exists()

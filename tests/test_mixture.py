@@ -137,7 +137,7 @@ def test_ei30k_reports_what_is_missing(root: Path, tmp_path: Path) -> None:
     strict = RUNNER.invoke(
         catalog_app, ["resolve", "--root", str(only_ego), "--mixture", str(EI30K), "--strict"]
     )
-    assert strict.exit_code == 1 and "entry 'real_robot', field 'where'" in strict.output
+    assert strict.exit_code == 2 and "entry 'real_robot', field 'where'" in strict.output
     full = resolve(root, load_mixture(EI30K))
     weights = {e.name: e.weight for e in full.entries}
     want = {"real_robot": 0.4, "sim_robot": 0.2, "human_action": 0.25, "human_actionless": 0.15}
@@ -223,7 +223,7 @@ def test_selection_matching_nothing_is_rejected(root: Path, tmp_path: Path) -> N
             'none=embodiment == "unicorn"',
         ],
     )
-    assert result.exit_code == 1 and "entry 'none', field 'where': matches no episode" in result.output
+    assert result.exit_code == 2 and "entry 'none', field 'where': matches no episode" in result.output
     assert not out.exists()
 
 
@@ -273,7 +273,7 @@ def test_mixture_cli_writes_what_was_asked(root: Path, tmp_path: Path) -> None:
         catalog_app, [*args[:7], "--select", "video=not has_action", "--tasks", "video=actionless:policy"]
     )
     assert (
-        bad.exit_code == 1
+        bad.exit_code == 2
         and "entry 'video', field 'tasks': tier actionless may not train policy" in bad.output
     )
 
@@ -288,7 +288,7 @@ def test_train_launch_prints_the_plan_first(root: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(mixture_dict(tasks={"actionless": ["policy"]})))
     refused = RUNNER.invoke(train_app, ["launch", "--mixture", str(bad), "--root", str(root)])
-    assert refused.exit_code == 1 and "entry 'video', field 'tasks'" in refused.output
+    assert refused.exit_code == 2 and "entry 'video', field 'tasks'" in refused.output
 
 
 @pytest.mark.ray

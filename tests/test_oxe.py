@@ -362,10 +362,15 @@ def test_real_bridge_run_publishes_no_absent_camera(tmp_path: Path) -> None:
     from ingest.validate import validate_dataset
     from schemas.lerobot import InfoJson
 
-    run(RunOptions(source="oxe", input=REAL, output=tmp_path, workers=1, progress=False))
+    summary = run(RunOptions(source="oxe", input=REAL, output=tmp_path, workers=1, progress=False))
     out = tmp_path / "oxe"
     info = InfoJson.model_validate_json((out / "meta/info.json").read_text())
     cameras = [f"observation.images.image_{i}" for i in range(3)]
-    assert info.video_keys() == cameras and info.total_videos == 3 * info.total_episodes == 150
+    # The Octo debug sample's val shard holds the train shard's 25 episodes again (same frames and images,
+    # another order): each is recorded as a duplicate of its train twin, not published twice.
+    assert (summary.published, summary.duplicates) == (25, 25)
+    assert info.video_keys() == cameras and info.total_videos == 3 * info.total_episodes == 75
+    rejects = (out / "meta/rejects.jsonl").read_text().splitlines()
+    assert len(rejects) == 25 and all('"stage":"duplicate"' in r and "published train/" in r for r in rejects)
     assert sorted(p.name for p in (out / "videos/chunk-000").iterdir()) == cameras
     assert validate_dataset(out) == []

@@ -31,7 +31,7 @@ def test_no_fitting_section_is_refused_with_each_reason(tmp_path: Path) -> None:
 
 
 def test_unknown_name_is_refused() -> None:
-    with pytest.raises(KeyError, match="no section 'nonsense'"):
+    with pytest.raises(SectionError, match="no source 'nonsense'"):
         pick_section(PIPES, "nonsense", Path("."))
 
 

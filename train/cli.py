@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from schemas.errors import main_of
+
 app = typer.Typer(help="Train the latent-dynamics action model.", no_args_is_help=True)
 
 
@@ -17,15 +19,15 @@ def _print_plan(mixture: Path, root: Path) -> None:
     try:
         plan = resolve(root, load_mixture(mixture))
     except (MixtureFileError, CatalogMissing) as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(1) from None
+        typer.echo(f"train: {e}", err=True)
+        raise typer.Exit(2) from None
     out = console()
     out.print(plan_table(plan))
     for line in plan_lines(plan):
         out.print(line)
     if not plan.episodes:
-        typer.echo(f"no episode of {root} matches the mixture {plan.mixture}", err=True)
-        raise typer.Exit(1)
+        typer.echo(f"train: no episode of {root} matches the mixture {plan.mixture}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -63,7 +65,7 @@ def launch(
 
     try:
         run_launch(opts)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
+    except (FileExistsError, FileNotFoundError, ValueError, KeyError) as e:
         typer.echo(f"train launch: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"run written to {out} (metrics.jsonl, checkpoint.pt)")
@@ -130,5 +132,7 @@ def main() -> None:
     """Trainer commands."""
 
 
+entry = main_of(app, "train")  # one-line errors and the exit codes of schemas/errors.py
+
 if __name__ == "__main__":
-    app()
+    entry()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.errors import Refused
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -113,8 +116,15 @@ def save_checkpoint(out: Path, run: Run, extra: dict[str, Any]) -> None:
 
 
 def load_checkpoint(out: Path) -> dict[str, Any] | None:
+    """Tensors and plain types only (`weights_only=True`): a checkpoint carrying code is refused, not run."""
     path = out / CHECKPOINT
-    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as e:
+        problem = f"{path} is not a checkpoint of `train launch` (truncated, or it holds code): {e}"
+        raise Refused(" ".join(problem.split())[:400], "remove it, or restore the run folder") from e
 
 
 def truncate_metrics(out: Path, step: int) -> None:

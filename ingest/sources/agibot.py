@@ -564,6 +564,7 @@ class AgibotSource:
     """The AgiBot World `Source` (ingest/sources/base.py)."""
 
     name = "agibot"
+    requires = ("h5py", "av")
     layout = LAYOUT
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:

@@ -35,6 +35,8 @@ class PartReject:
 class Source(Protocol):
     name: str
     layout: str  # what `discover` looks for under --input, one line (named when it finds nothing)
+    # optional `requires: tuple[str, ...]`: modules the converter imports lazily; `ingest run` imports
+    # them on the driver before Ray starts, so a missing one is refused once (not rejected per episode)
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
         """All episodes under `root`, sorted by `source_episode_id` (the dataset's episode order); [] when

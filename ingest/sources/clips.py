@@ -60,6 +60,7 @@ class ClipSpec(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     problem: tuple[str, str] | None = None  # (field, message) found while parsing the annotations
     known_video: bool = True  # False: the annotations name a video id the source does not know
+    skipped: bool = False  # `missing_videos: skip` and no video file: left out, counted by `ingest run`
 
     def error(self, field: str, message: str) -> EpisodeError:
         return EpisodeError(self.annotation, f"{self.where}.{field}", message)
@@ -127,9 +128,13 @@ def mark_unknown(spec: ClipSpec, field: str, message: str) -> ClipSpec:
 
 
 def select(specs: Iterable[ClipSpec], missing_videos: MissingVideos) -> dict[str, ClipSpec]:
-    """The clips by id; with `missing_videos: skip`, those of a known video without a file are left out."""
+    """The clips by id; with `missing_videos: skip`, those of a known video without a file are marked
+    `skipped`: discovery leaves them out and `ingest run` counts them."""
     skip = missing_videos == "skip"
-    return {s.clip_id: s for s in specs if not (skip and s.video is None and s.known_video)}
+    return {
+        s.clip_id: s.model_copy(update={"skipped": True}) if skip and s.video is None and s.known_video else s
+        for s in specs
+    }
 
 
 def refs_for(specs: Iterable[ClipSpec], root: Path) -> list[SourceEpisodeRef]:
@@ -162,6 +167,7 @@ class ClipSource:
     ) -> None:
         self.name, self.config_type, self.clip_index = name, config_type, clip_index
         self.layout = layout
+        self.requires = ("av",)
 
     def _config(self, cfg: SourceConfig) -> ClipSourceConfig:
         if not isinstance(cfg, self.config_type):
@@ -170,7 +176,13 @@ class ClipSource:
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
         root = Path(root).resolve()
-        return refs_for(self.clip_index(str(root), self._config(cfg).model_dump_json()).values(), root)
+        specs = self.clip_index(str(root), self._config(cfg).model_dump_json()).values()
+        return refs_for([s for s in specs if not s.skipped], root)
+
+    def skipped(self, root: Path, cfg: SourceConfig) -> list[str]:
+        """The annotated segments discovery left out because their video is not under `root`."""
+        specs = self.clip_index(str(Path(root).resolve()), self._config(cfg).model_dump_json()).values()
+        return [f"{s.where} ({s.video_id})" for s in specs if s.skipped]
 
     def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
         cfg = self._config(cfg)
@@ -197,6 +209,8 @@ class Timeline:
 def _packet_times(path: Path) -> np.ndarray:
     """Frame i's presentation time in seconds: the frame numbering `ingest.video.Decoder` uses."""
     with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise EpisodeError(path, "video", "no video stream (audio or data only)", stage="read")
         stream = container.streams.video[0]
         pts = frame_timestamps(container, stream)
         base = float(stream.time_base)
@@ -207,7 +221,8 @@ def _packet_times(path: Path) -> np.ndarray:
 
 def _first_frame(path: Path) -> None:
     with av.open(str(path)) as container:
-        next(container.decode(video=0))
+        if next(container.decode(video=0), None) is None:
+            raise EpisodeError(path, "video", "0 frames: no frame decodes", stage="read")
 
 
 @lru_cache(maxsize=8)
@@ -218,7 +233,7 @@ def _timeline(path: str, mtime_ns: int, size: int) -> Timeline:
     except (av.FFmpegError, OSError, IndexError, StopIteration, ValueError) as e:
         raise EpisodeError(path, "video", f"cannot be decoded: {type(e).__name__}: {e}", stage="read") from e
     if len(times) == 0:
-        raise EpisodeError(path, "video", "cannot be decoded: no video frames", stage="read")
+        raise EpisodeError(path, "video", "0 frames", stage="read")
     return Timeline(times=times - times[0])
 
 

@@ -225,6 +225,7 @@ class EgoDexSource:
     """The EgoDex `Source` (ingest/sources/base.py)."""
 
     name = "egodex"
+    requires = ("h5py", "av")
     layout = "<split>/<task>/<k>.hdf5 with <k>.mp4 beside it"
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:

@@ -478,6 +478,7 @@ class Hot3dSource:
     """The HOT3D `Source` (ingest/sources/base.py)."""
 
     name = "hot3d"
+    requires = ("smplx", "torch", "av")  # imported lazily by the workers: checked on the driver first
     layout = "<headset>/<recording>/ sequence folders with mano_hand_pose_trajectory.jsonl"
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:

@@ -477,6 +477,7 @@ class LeRobotSource:
     """The LeRobot-input `Source` (ingest/sources/base.py)."""
 
     name = "lerobot"
+    requires = ("pyarrow", "av")
     layout = "a LeRobot dataset root (meta/info.json) or folders of them, of the section's robot_types"
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:

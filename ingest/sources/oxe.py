@@ -435,6 +435,7 @@ class OxeSource:
     """The Open X-Embodiment `Source` (ingest/sources/base.py)."""
 
     name = "oxe"
+    requires = ("crc32c", "google.protobuf", "PIL", "av")  # imported lazily: checked on the driver first
     layout = "an RLDS dataset folder (dataset_info.json, features.json, <name>-<split>.tfrecord-* shards)"
 
     def discover(self, root: Path, cfg: SourceConfig) -> list[SourceEpisodeRef]:
