@@ -137,13 +137,17 @@ def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     opts = opts.model_copy(update={"mixture": mixture or opts.mixture, "root": root or opts.root,
                                    "loader_workers": 0, "seed": seed})  # fmt: skip
     encoder = condition_encoder(opts, device)
+    if "condition" in state:  # a fine-tuned (--unfreeze-vlm) encoder
+        encoder.load_state_dict(state["condition"])
+    encoder.train(False)
     tasks = tuple(t for t, _, _ in EVAL_TASKS)
     batches = build_eval_samples(data_config(opts, 1), n, normalizer=norm, tasks=tasks)
     gens = [torch.Generator(device=device).manual_seed(seed * 1000 + d) for d in range(draws)]
     sums = _Sums()
     for batch in batches:
         batch = batch.to(device)
-        tokens, mask = (x.to(device) for x in encoder(batch.captions))
+        with torch.no_grad():
+            tokens, mask = (x.to(device) for x in encoder(batch.captions, batch.images))
         for task, tid, _ in EVAL_TASKS:
             keep = (batch.task == tid) & (batch.future_valid | (tid == 0))
             if not keep.any():
