@@ -39,7 +39,7 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int]]:
 def has_images(path: Path) -> bool:
     """Whether one episode's latents file also holds its frames (`images`, uint8[T_s, 224, 224, 3])."""
     with safe_open(str(path), framework="numpy") as f:
-        return IMAGES_KEY in f.keys()
+        return IMAGES_KEY in f.keys()  # noqa: SIM118 - safe_open has no __contains__
 
 
 def read_latents(path: Path, frame_indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -60,7 +60,7 @@ def read_rows(path: Path, frame_indices: Sequence[int] | np.ndarray, key: str) -
     """Rows of tensor `key` (one row per cached frame) for the given frame indices, in the order asked."""
     wanted = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
     with safe_open(str(path), framework="numpy") as f:
-        if key not in f.keys():
+        if key not in f.keys():  # noqa: SIM118 - safe_open has no __contains__
             raise KeyError(f"{path}: no {key!r} tensor (re-run `ingest latents` with images on)")
         cached = np.asarray(f.get_tensor(FRAME_INDEX_KEY), dtype=np.int64)
         rows = _rows_of(cached, wanted, path)

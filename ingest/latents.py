@@ -126,7 +126,7 @@ def preprocess(
 def square_frames(frames: np.ndarray, resize: ResizePolicy, size: int = IMAGE_SIZE) -> np.ndarray:
     """uint8 [B, h, w, 3] at the policy's resized size (`resized_size`) -> uint8 [B, size, size, 3]: the
     centre crop, or the letterbox padded with the ImageNet mean (what `preprocess` gives, before
-    normalisation). These are the frames `ingest latents` stores beside the latents (`LatentsConfig.images`)."""
+    normalisation). `ingest latents` stores these beside the latents (`LatentsConfig.images`)."""
     h, w = frames.shape[1:3]
     if resize == "center_crop":
         top, left = (h - size) // 2, (w - size) // 2

@@ -258,7 +258,8 @@ def write_meta(root: Path, cfg: LatentsConfig, identity: dict[str, Any]) -> Late
             if path.exists():
                 stats[cam].merge(read_file_stats(path, identity["dim"]))
                 images.append(has_images(path))
-    meta = LatentsMeta(**identity, stride=cfg.stride, cameras=sorted(stats), images=bool(images) and all(images),
+    every = bool(images) and all(images)
+    meta = LatentsMeta(**identity, stride=cfg.stride, cameras=sorted(stats), images=every,
                        stats={c: s.moments() for c, s in stats.items()})  # fmt: skip
     tmp = root / f"{LATENTS_META_PATH}.tmp"
     tmp.write_text(meta.model_dump_json(indent=2) + "\n")

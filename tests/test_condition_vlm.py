@@ -114,7 +114,9 @@ def test_frozen_gets_no_gradient_and_unfrozen_does(qwen_dir: Path) -> None:
     assert max(float(g.abs().max()) for g in vision) > 0 and max(float(g.abs().max()) for g in text) > 0
 
 
-def test_options_name_the_encoder_and_refuse_a_big_config_without_a_vlm(tmp_path: Path, qwen_dir: Path) -> None:
+def test_options_name_the_encoder_and_refuse_a_big_config_without_a_vlm(
+    tmp_path: Path, qwen_dir: Path
+) -> None:
     base = {"mixture": tmp_path / "m.yaml", "root": tmp_path, "out": tmp_path / "run"}
     assert TrainOptions(**base).condition == RANDOM_TEXT  # tiny: the CPU demo default
     assert TrainOptions(**base, condition="small").condition == RANDOM_TEXT  # the old name
@@ -137,8 +139,8 @@ def root(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
 
 @pytest.fixture(scope="module")
 def hands(root: Path) -> Path:
-    mixture = Mixture(name="hands", weighting="explicit",
-                      entries=[MixtureEntry(name="hands", where='category == "human_action"', weight=1.0)])  # fmt: skip
+    entry = MixtureEntry(name="hands", where='category == "human_action"', weight=1.0)
+    mixture = Mixture(name="hands", weighting="explicit", entries=[entry])
     return write_mixture(mixture, root.parent / "hands.yaml")
 
 
@@ -190,7 +192,8 @@ def test_no_frames_in_the_cache_is_a_one_line_error(root: Path, hands: Path) -> 
 def test_tiny_run_with_the_tiny_vlm_names_it(root: Path, hands: Path, qwen_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     opts = TrainOptions(mixture=hands, root=root, out=out, config="tiny", steps=3, batch_size=4,
-                        loader_workers=0, progress=False, condition=str(qwen_dir), unfreeze_vlm=True)  # fmt: skip
+                        loader_workers=0, progress=False, condition=str(qwen_dir),
+                        unfreeze_vlm=True)  # fmt: skip
     fit(opts)
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["condition"] for x in lines] == ["qwen3vl:qwen3vl-tiny"] * 3

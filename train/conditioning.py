@@ -126,7 +126,9 @@ def qwen3vl_folder(path: str | Path) -> Path:
 
     model_type = json.loads(config.read_text()).get("model_type")
     if model_type != "qwen3_vl":
-        raise ValueError(f"--condition {path}: model_type is {model_type!r}, not 'qwen3_vl'; {NOT_A_QWEN_FOLDER}")
+        raise ValueError(
+            f"--condition {path}: model_type is {model_type!r}, not 'qwen3_vl'; {NOT_A_QWEN_FOLDER}"
+        )
     return path
 
 
@@ -157,7 +159,9 @@ class Qwen3VLConditionEncoder(ConditionEncoder):
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.tokenizer.padding_side = "right"
-        self.image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True) if images else None
+        self.image_processor = (
+            AutoImageProcessor.from_pretrained(path, local_files_only=True) if images else None
+        )
         self.model = Qwen3VLModel.from_pretrained(path, local_files_only=True, dtype=dtype).to(device)
         self.frozen, self.needs_images = frozen, images
         self.model.requires_grad_(not frozen)
@@ -195,9 +199,13 @@ class Qwen3VLConditionEncoder(ConditionEncoder):
 
     def encode(self, captions: list[str], images: Tensor | None = None) -> Conditioning:
         if self.needs_images and images is None:
-            raise ValueError(f"{self.name} conditions on frame t: the batch has no images (DataConfig.images)")
+            raise ValueError(
+                f"{self.name} conditions on frame t: the batch has no images (DataConfig.images)"
+            )
         device = next(self.model.parameters()).device
-        inputs = {k: v.to(device) for k, v in self.inputs(captions, images if self.needs_images else None).items()}
+        inputs = {
+            k: v.to(device) for k, v in self.inputs(captions, images if self.needs_images else None).items()
+        }
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         mask = inputs["attention_mask"].bool()
@@ -210,7 +218,9 @@ def _expand(text: str, tokens_per_image: list[int]) -> str:
     """Each `<|image_pad|>` of the prompt repeated once per merged patch of its image."""
     parts = text.split(IMAGE_PAD)
     if len(parts) - 1 != len(tokens_per_image):
-        raise ValueError(f"the prompt has {len(parts) - 1} image placeholders for {len(tokens_per_image)} images")
+        raise ValueError(
+            f"the prompt has {len(parts) - 1} image placeholders for {len(tokens_per_image)} images"
+        )
     pads = [IMAGE_PAD * k for k in tokens_per_image] + [""]
     return "".join(p + pad for p, pad in zip(parts, pads, strict=True))
 
@@ -227,7 +237,9 @@ class CachedConditionEncoder(ConditionEncoder):
         if encoder is not None and not encoder.frozen:
             raise ValueError("only a frozen encoder's tokens can be cached")
         if encoder is not None and encoder.needs_images:
-            raise ValueError(f"{encoder.name} conditions on images: its tokens are not a function of the caption")
+            raise ValueError(
+                f"{encoder.name} conditions on images: its tokens are not a function of the caption"
+            )
         self.encoder = encoder
         self.cache: dict[str, Tensor] = dict(cache or {})  # caption -> float [Li, dim] on the CPU
         self.dim = encoder.dim if encoder is not None else next(iter(self.cache.values())).shape[1]

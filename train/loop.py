@@ -120,7 +120,9 @@ class Run:
         self.opts, self.model, self.condition, self.device = opts, model, condition, device
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
         if not condition.frozen:  # --unfreeze-vlm: the encoder trains too, at its own lr
-            groups.append({"params": [p for p in condition.parameters() if p.requires_grad], "lr": opts.vlm_lr})
+            groups.append(
+                {"params": [p for p in condition.parameters() if p.requires_grad], "lr": opts.vlm_lr}
+            )
         self.trainable = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(
             groups, lr=opts.lr, betas=opts.betas, eps=opts.eps, weight_decay=opts.weight_decay

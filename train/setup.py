@@ -96,9 +96,9 @@ def condition_description(encoder: Any) -> dict[str, Any]:
     """What run.json says of the condition encoder (its name is also on every metrics.jsonl line)."""
     from train.loop import RANDOM_TEXT
 
+    note = "random weights, no meaning: tests and demos only" if encoder.name == RANDOM_TEXT else None
     return {"name": encoder.name, "dim": int(encoder.dim), "frozen": bool(encoder.frozen),
-            "images": bool(encoder.needs_images),
-            "note": "random weights, no meaning: tests and demos only" if encoder.name == RANDOM_TEXT else None}  # fmt: skip
+            "images": bool(encoder.needs_images), "note": note}  # fmt: skip
 
 
 def _write_run_files(opts: TrainOptions, data: Any, model: Any, encoder: Any) -> None:
