@@ -61,7 +61,7 @@ def read_rows(path: Path, frame_indices: Sequence[int] | np.ndarray, key: str) -
     wanted = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
     with safe_open(str(path), framework="numpy") as f:
         if key not in f.keys():  # noqa: SIM118 - safe_open has no __contains__
-            raise KeyError(f"{path}: no {key!r} tensor (re-run `ingest latents` with images on)")
+            raise KeyError(f"{path}: no {key!r} tensor")
         cached = np.asarray(f.get_tensor(FRAME_INDEX_KEY), dtype=np.int64)
         rows = _rows_of(cached, wanted, path)
         tensor = f.get_slice(key)

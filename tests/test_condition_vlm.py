@@ -214,3 +214,39 @@ def test_tiny_run_with_the_tiny_vlm_names_it(root: Path, hands: Path, qwen_dir: 
     assert json.loads((tmp_path / "rt" / "metrics.jsonl").read_text())["condition"] == RANDOM_TEXT
     note = json.loads((tmp_path / "rt" / "run.json").read_text())["condition"]["note"]
     assert "tests and demos only" in note
+
+
+# ----------------------------------------------------------------------------- the condition-token cache
+
+
+def test_cached_tokens_are_the_encoders_and_train_the_same(
+    root: Path, hands: Path, qwen_dir: Path, encoder: Qwen3VLConditionEncoder, tmp_path: Path
+) -> None:
+    from train.cache_job import CacheOptions, build_condition_cache
+
+    cache = tmp_path / "cond"
+    opts = CacheOptions(mixture=hands, root=root, condition=qwen_dir, out=cache, batch_size=8)
+    first = build_condition_cache(opts)
+    assert (first.episodes, first.encoded) == (4, 4) and first.frames == 4 * 7  # 20 frames at 10 Hz, stride 3
+    assert build_condition_cache(opts).encoded == 0  # a re-run encodes nothing new
+    # a batch's cached tokens are the encoder's tokens of the same samples (frame t + caption), in fp16
+    cfg = {"root": root, "mixture": hands, "batch_size": 4, "holdout": 0}
+    cached = TrainingData.open(DataConfig(**cfg, condition_cache=cache)).batch(5)
+    live = TrainingData.open(DataConfig(**cfg, images=True)).batch(5)
+    assert cached.images is None and torch.equal(cached.frame_index, live.frame_index)
+    want = encoder(live.captions, live.images)
+    assert torch.equal(cached.cond_mask, want.mask)
+    torch.testing.assert_close(cached.cond_tokens, want.tokens, atol=2e-3, rtol=2e-3)
+    # training from the cache: the same losses as running the VLM in the step (fp16 tokens aside)
+    base = {"mixture": hands, "root": root, "config": "tiny", "steps": 3, "batch_size": 4,
+            "loader_workers": 0, "progress": False}  # fmt: skip
+    fit(TrainOptions(**base, out=tmp_path / "live", condition=str(qwen_dir)))
+    fit(TrainOptions(**base, out=tmp_path / "cached", condition_cache=cache))
+    live_m, cached_m = (
+        [json.loads(x) for x in (tmp_path / r / "metrics.jsonl").read_text().splitlines()]
+        for r in ("live", "cached")
+    )
+    assert [m["condition"] for m in cached_m] == ["cache:qwen3vl:qwen3vl-tiny"] * 3
+    np.testing.assert_allclose([m["loss"] for m in cached_m], [m["loss"] for m in live_m], rtol=1e-3)
+    with pytest.raises(ValueError, match="condition-cache"):
+        TrainOptions(**base, out=tmp_path / "x", condition_cache=cache, unfreeze_vlm=True)

@@ -52,6 +52,10 @@ class Batch:
     # Frame t itself, for a condition encoder that sees images (Qwen3-VL): uint8 [B, V, H, W, 3] RGB, V
     # cameras, read from the latents cache (`DataConfig.images`); None when the run's encoder is text-only.
     images: torch.Tensor | None = None
+    # Cached condition tokens of frame t and the instruction (`train cache-condition`): float32 [B, Lc, dim]
+    # and their right-padding mask bool [B, Lc]; None when the condition encoder runs in the step.
+    cond_tokens: torch.Tensor | None = None
+    cond_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
         moved = {}

@@ -9,6 +9,8 @@ and `run.json` record.
   LDA. Frozen by default (eval, no_grad); `frozen=False` (`train launch --unfreeze-vlm`) fine-tunes it.
 - `SmallTextEncoder` ("random-text"): a random, frozen byte-level text encoder, self-contained and
   deterministic from a seed. Carries no meaning: for CPU tests and demos only.
+- `PrecomputedCondition` ("cache:<encoder>"): the tokens come with the batch (`Batch.cond_tokens`, read from
+  a `train cache-condition` folder); no encoder runs. `condition_of(encoder, batch)` picks either.
 - `CachedConditionEncoder`: memoises a frozen text-only encoder per caption (one caption per episode, so
   a run needs few forwards) and accepts precomputed tokens (`save` / `load`).
 """
@@ -261,3 +263,24 @@ class CachedConditionEncoder(ConditionEncoder):
     @classmethod
     def load(cls, path: str | Path, encoder: ConditionEncoder | None = None) -> CachedConditionEncoder:
         return cls(encoder, torch.load(path, weights_only=True))
+
+
+class PrecomputedCondition(ConditionEncoder):
+    """Stands for a frozen encoder whose tokens were cached (`train/condition_cache.py`): each batch
+    carries them (`cond_tokens`, `cond_mask`); nothing is computed here."""
+
+    def __init__(self, name: str, dim: int) -> None:
+        super().__init__()
+        self.name, self.dim = f"cache:{name}", dim
+
+    def encode(self, captions: list[str], images: Tensor | None = None) -> Conditioning:
+        raise ValueError(
+            f"{self.name}: the batch carries no cached condition tokens (DataConfig.condition_cache)"
+        )
+
+
+def condition_of(encoder: ConditionEncoder, batch) -> Conditioning:
+    """A batch's condition: its cached tokens when it has them, else the encoder on captions and frame t."""
+    if batch.cond_tokens is not None:
+        return Conditioning(batch.cond_tokens, batch.cond_mask)
+    return encoder(batch.captions, batch.images)

@@ -31,6 +31,7 @@ from catalog.latents_reader import read_images, read_latents
 from schemas.latents import LatentsMeta, latents_path
 from schemas.lerobot import INFO_PATH, STATS_PATH, Gr00tFeatureStats, InfoJson
 from train.batch import CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
+from train.condition_cache import read_condition
 
 if TYPE_CHECKING:
     import polars as pl
@@ -67,6 +68,9 @@ class DataConfig(BaseModel):
     holdout: float = Field(0.1, ge=0, lt=1, description="fraction of episodes held out for evaluation")
     camera: str | None = Field(None, description="latents camera; None: each dataset's first camera")
     images: bool = Field(False, description="put frame t (uint8, from the latents cache) into each batch")
+    condition_cache: Path | None = Field(
+        None, description="cached condition tokens (`train cache-condition`)"
+    )
     std_floor: float = Field(1e-3, gt=0, description="lower bound of every normalisation std")
     episode_cache: int = Field(64, gt=0, description="open episodes kept per worker (LRU)")
     prefetch_factor: int = Field(2, gt=0, description="batches each worker prepares ahead")
@@ -493,6 +497,7 @@ class Sample:
     episode_index: int
     frame_index: int
     images: np.ndarray | None = None  # uint8 [V, H, W, 3]: frame t (`DataConfig.images`)
+    cond: np.ndarray | None = None  # float16 [Lc, dim]: cached condition tokens of frame t
 
 
 @dataclass
@@ -559,7 +564,20 @@ def collate(samples: Sequence[Sample]) -> Batch:
         episode_index=torch.tensor([s.episode_index for s in samples], dtype=torch.int64),
         frame_index=torch.tensor([s.frame_index for s in samples], dtype=torch.int64),
         images=None if samples[0].images is None else stack("images"),
+        **_cond_tokens([s.cond for s in samples]),
     )
+
+
+def _cond_tokens(items: list[np.ndarray | None]) -> dict[str, torch.Tensor]:
+    """Cached condition tokens -> right-padded `cond_tokens` float32 [B, L, dim] and `cond_mask`."""
+    if items[0] is None:
+        return {}
+    length = max(len(x) for x in items)
+    tokens = np.zeros((len(items), length, items[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(items), length), dtype=bool)
+    for i, x in enumerate(items):
+        tokens[i, : len(x)], mask[i, : len(x)] = x, True
+    return {"cond_tokens": torch.from_numpy(tokens), "cond_mask": torch.from_numpy(mask)}
 
 
 def _pick(cum: np.ndarray, u: float) -> int:
@@ -691,6 +709,12 @@ class TrainingData:
         future = lat[2] if spec.future_valid else np.zeros_like(lat[0])
         return lat[:2], future
 
+    def cached_condition(self, spec: SampleSpec) -> np.ndarray | None:
+        """float16 [Lc, dim]: frame t's condition tokens from `cfg.condition_cache`, or None."""
+        if self.cfg.condition_cache is None:
+            return None
+        return read_condition(self.cfg.condition_cache, spec.dataset, spec.episode_index, spec.frame_index)
+
     def images(self, spec: SampleSpec) -> np.ndarray | None:
         """uint8 [1, H, W, 3]: frame t as cached beside its latent (one camera), or None (`cfg.images` off).
         Only frame t: never the history or the future frame."""
@@ -726,6 +750,7 @@ class TrainingData:
             episode_index=spec.episode_index,
             frame_index=t,
             images=self.images(spec),
+            cond=self.cached_condition(spec),
         )
 
     def sample_at(self, dataset: str, episode_index: int, frame_index: int, task: str = "policy") -> Sample:

@@ -127,6 +127,7 @@ def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
              steps: int | None = None, seed: int = 0, draws: int = 4) -> EvalReport:  # fmt: skip
     """Score the run's last checkpoint and the baselines on `n` held-out samples of the mixture (default:
     the run's); the model's errors are averaged over `draws` noise draws."""
+    from train.conditioning import condition_of
     from train.data import build_eval_samples
     from train.setup import condition_encoder, data_config
 
@@ -147,7 +148,7 @@ def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     for batch in batches:
         batch = batch.to(device)
         with torch.no_grad():
-            tokens, mask = (x.to(device) for x in encoder(batch.captions, batch.images))
+            tokens, mask = (x.to(device) for x in condition_of(encoder, batch))
         for task, tid, _ in EVAL_TASKS:
             keep = (batch.task == tid) & (batch.future_valid | (tid == 0))
             if not keep.any():

@@ -59,6 +59,9 @@ class TrainOptions(BaseModel):
     )
     unfreeze_vlm: bool = Field(False, description="fine-tune the Qwen3-VL condition encoder (lr vlm_lr)")
     vlm_lr: float = Field(1e-5, gt=0, description="peak lr of the unfrozen Qwen3-VL (LDA: 1e-5)")
+    condition_cache: Path | None = Field(
+        None, description="read condition tokens from `train cache-condition`"
+    )
     progress: bool = True
 
     @field_validator("mixture", "root", "out")
@@ -72,6 +75,15 @@ class TrainOptions(BaseModel):
         """random-text by name (`small` is its old alias), else a local Qwen3-VL folder (made absolute)."""
         from train.conditioning import qwen3vl_folder
 
+        if self.condition_cache is not None:
+            if self.unfreeze_vlm:
+                raise ValueError(
+                    "--unfreeze-vlm trains the VLM: its tokens cannot come from --condition-cache"
+                )
+            self.condition_cache = self.condition_cache.resolve()
+            if self.condition is not None:  # checked against the cache when the run is built
+                self.condition = str(qwen3vl_folder(self.condition).resolve())
+            return self
         if self.condition is None and self.config not in CPU_CONFIGS:
             raise ValueError(
                 f"--config {self.config} conditions on Qwen3-VL (image + instruction): pass --condition "
@@ -87,8 +99,8 @@ class TrainOptions(BaseModel):
 
     @property
     def vlm(self) -> bool:
-        """The condition encoder is Qwen3-VL (it needs frame t in every batch)."""
-        return self.condition != RANDOM_TEXT
+        """The condition encoder is Qwen3-VL and runs in the step (it needs frame t in every batch)."""
+        return self.condition_cache is None and self.condition != RANDOM_TEXT
 
     @property
     def warmup_steps(self) -> int:
@@ -174,6 +186,8 @@ def _autocast(device: torch.device):
 
 def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) -> dict[str, Any]:
     """One optimiser step over `grad_accum` micro-batches; returns the metrics of the step."""
+    from train.conditioning import condition_of
+
     opts, started = run.opts, time.perf_counter()
     totals: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -186,7 +200,7 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
         generator = torch.Generator(device=run.device).manual_seed(part)
         micro = micro.to(run.device)
         with torch.set_grad_enabled(not run.condition.frozen):
-            cond, cond_mask = run.condition(micro.captions, micro.images)
+            cond, cond_mask = condition_of(run.condition, micro)
         with _autocast(run.device):
             out = losses_fn(run.model, micro, cond.to(run.device), cond_mask.to(run.device), generator)
         (out.total / opts.grad_accum).backward()

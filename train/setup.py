@@ -22,6 +22,7 @@ def data_config(opts: TrainOptions, world_size: int, **kw: Any) -> Any:
         raise ValueError(f"--batch-size {opts.batch_size} is not a multiple of --num-workers {world_size}")
     return DataConfig(root=opts.root, mixture=opts.mixture, batch_size=opts.batch_size // world_size,
                       seed=opts.seed, num_workers=opts.loader_workers, images=opts.vlm,
+                      condition_cache=opts.condition_cache,
                       pin_memory=torch.cuda.is_available(), **kw)  # fmt: skip
 
 
@@ -30,9 +31,24 @@ def condition_encoder(opts: TrainOptions, device: torch.device) -> Any:
     `--unfreeze-vlm`), or the random byte-level text encoder (`random-text`, tests and demos)."""
     from train.conditioning import Qwen3VLConditionEncoder, SmallTextEncoder
 
+    if opts.condition_cache is not None:
+        return _precomputed(opts)
     if not opts.vlm:
         return SmallTextEncoder().to(device)
     return Qwen3VLConditionEncoder(Path(opts.condition), device=str(device), frozen=not opts.unfreeze_vlm)
+
+
+def _precomputed(opts: TrainOptions) -> Any:
+    """The stand-in for a cached encoder; a --condition folder, if given, must be the cache's."""
+    from train.condition_cache import CacheMeta, model_identity
+    from train.conditioning import PrecomputedCondition
+
+    meta = CacheMeta.load(opts.condition_cache)
+    if opts.condition is not None and model_identity(Path(opts.condition)) != meta.identity:
+        raise ValueError(
+            f"--condition-cache {opts.condition_cache} holds {meta.encoder}, not {opts.condition}"
+        )
+    return PrecomputedCondition(meta.encoder, meta.dim)
 
 
 def build_model(config_name: str, data: Any, cond_dim: int) -> Any:
