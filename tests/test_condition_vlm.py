@@ -129,6 +129,20 @@ def test_options_name_the_encoder_and_refuse_a_big_config_without_a_vlm(
         TrainOptions(**base, unfreeze_vlm=True)
 
 
+def test_cli_says_in_one_line_that_1b_needs_a_vlm(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from train.cli import app
+
+    args = ["launch", "--mixture", str(tmp_path / "m.yaml"), "--root", str(tmp_path), "--config", "1b"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "train launch: --config 1b conditions on Qwen3-VL (image + instruction): pass --condition with a "
+        "local Qwen3-VL folder (or --condition random-text for a demo without meaning)"
+    ]
+
+
 # ----------------------------------------------------------------------------- frames and training
 
 
