@@ -33,6 +33,7 @@ from ingest.video import Decoder
 from schemas.latents import (
     FRAME_INDEX_KEY,
     IMAGE_SIZE,
+    IMAGES_KEY,
     LATENTS_KEY,
     ChannelMoments,
     LatentsConfig,
@@ -120,6 +121,21 @@ def preprocess(
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
     x = (x - mean) / std
     return _center_crop(x, IMAGE_SIZE) if resize == "center_crop" else _letterbox_pad(x, IMAGE_SIZE)
+
+
+def square_frames(frames: np.ndarray, resize: ResizePolicy, size: int = IMAGE_SIZE) -> np.ndarray:
+    """uint8 [B, h, w, 3] at the policy's resized size (`resized_size`) -> uint8 [B, size, size, 3]: the
+    centre crop, or the letterbox padded with the ImageNet mean (what `preprocess` gives, before
+    normalisation). `ingest latents` stores these beside the latents (`LatentsConfig.images`)."""
+    h, w = frames.shape[1:3]
+    if resize == "center_crop":
+        top, left = (h - size) // 2, (w - size) // 2
+        return np.ascontiguousarray(frames[:, top : top + size, left : left + size])
+    out = np.empty((len(frames), size, size, 3), dtype=np.uint8)
+    out[:] = np.round(np.array(IMAGENET_MEAN) * 255).astype(np.uint8)
+    top, left = (size - h) // 2, (size - w) // 2
+    out[:, top : top + h, left : left + w] = frames
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -341,22 +357,32 @@ def decode_chunks(
 
 
 def write_episode_latents(
-    path: Path, latents: np.ndarray, frame_index: np.ndarray, stats: ChannelStats | None = None
+    path: Path,
+    latents: np.ndarray,
+    frame_index: np.ndarray,
+    stats: ChannelStats | None = None,
+    images: np.ndarray | None = None,
 ) -> None:
     """One episode and camera: `latents` float16[T_s, tokens, dim] and `frame_index` int64[T_s], written to
     a temp file in the same folder then renamed into place. `stats` (this file's channel moments) go to the
-    safetensors header, so dataset-wide stats never re-read the latents (`read_file_stats`)."""
+    safetensors header, so dataset-wide stats never re-read the latents (`read_file_stats`). `images`
+    (uint8[T_s, 224, 224, 3], `square_frames`) are the encoded frames, stored when given."""
     latents = np.ascontiguousarray(latents)
     frame_index = np.ascontiguousarray(frame_index, dtype=np.int64)
     if latents.dtype != np.float16 or latents.ndim != 3:
         raise ValueError(f"latents must be float16[T, tokens, dim], got {latents.dtype}{list(latents.shape)}")
     if frame_index.shape != (latents.shape[0],) or np.any(np.diff(frame_index) <= 0):
         raise ValueError("frame_index must be increasing, one per latents row")
+    tensors = {LATENTS_KEY: latents, FRAME_INDEX_KEY: frame_index}
+    if images is not None:
+        if images.dtype != np.uint8 or images.shape != (len(latents), IMAGE_SIZE, IMAGE_SIZE, 3):
+            raise ValueError(f"images must be uint8[T, {IMAGE_SIZE}, {IMAGE_SIZE}, 3], got {images.shape}")
+        tensors[IMAGES_KEY] = np.ascontiguousarray(images)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         metadata = None if stats is None else stats.to_metadata()
-        save_file({LATENTS_KEY: latents, FRAME_INDEX_KEY: frame_index}, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -73,11 +73,13 @@ def _episodes(root: Path) -> tuple[InfoJson, list[EpisodeRecord]]:
     return info, [EpisodeRecord.model_validate_json(line) for line in lines if line.strip()]
 
 
-def _is_cached(path: Path, frames: np.ndarray) -> bool:
-    from catalog.latents_reader import latent_frame_indices
+def _is_cached(path: Path, frames: np.ndarray, images: bool) -> bool:
+    """The file holds these frames (and their images when asked for: an older file without them is
+    encoded again)."""
+    from catalog.latents_reader import has_images, latent_frame_indices
 
     try:
-        return np.array_equal(latent_frame_indices(path), frames)
+        return np.array_equal(latent_frame_indices(path), frames) and (not images or has_images(path))
     except Exception:  # noqa: BLE001 - unreadable or torn: encode it again
         return False
 
@@ -93,7 +95,7 @@ def plan(root: Path, cfg: LatentsConfig, force: bool = False) -> tuple[list[Job]
         frames = latent_frames(ep.length, cfg.stride)
         for cam in info.video_keys():
             out = root / latents_path(ep.episode_index, cam)
-            if not force and _is_cached(out, frames):
+            if not force and _is_cached(out, frames, cfg.images):
                 cached += 1
                 continue
             video = str(root / video_path(ep.episode_index, cam))
@@ -172,12 +174,17 @@ class EncodeActor:
             torch.set_num_threads(cpu_threads)
         self.encoder = load_encoder(LatentsConfig.model_validate_json(cfg_json))
         self.identity = json.dumps({k: getattr(self.encoder, k) for k in IDENTITY_KEYS})
-        self.batch = LatentsConfig.model_validate_json(cfg_json).batch_size
+        cfg = LatentsConfig.model_validate_json(cfg_json)
+        self.batch, self.keep_images, self.resize = cfg.batch_size, cfg.images, cfg.resize
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        from ingest.latents import square_frames
+
         images = row.pop("images")
         parts = [self.encoder.encode(images[i : i + self.batch]) for i in range(0, len(images), self.batch)]
         row["latents"] = np.concatenate(parts) if parts else np.zeros((0, 1, 1), np.float16)
+        keep = self.keep_images and len(images)
+        row["frames"] = square_frames(images, self.resize) if keep else np.zeros((0, 1, 1, 3), np.uint8)
         row["identity"] = self.identity
         return row
 
@@ -190,6 +197,7 @@ class Assembler:
 
     def __init__(self) -> None:
         self.parts: dict[str, list[np.ndarray]] = {}
+        self.frames: dict[str, list[np.ndarray]] = {}
         self.identity: dict[str, Any] | None = None
         self.written = 0
         self.finished: list[str] = []
@@ -202,16 +210,22 @@ class Assembler:
         job = Job.model_validate_json(row["job"])
         if row["error"]:
             self.parts.pop(job.out, None)
+            self.frames.pop(job.out, None)
             self.rejects[job.out] = RejectRecord(source_path=job.video, stage="latents", error=row["error"])
             return True
         self.identity = json.loads(row["identity"])
         chunks = self.parts.setdefault(job.out, [])
         chunks.append(np.asarray(row["latents"], dtype=np.float16))
+        if len(row["frames"]):
+            self.frames.setdefault(job.out, []).append(np.asarray(row["frames"], dtype=np.uint8))
         if sum(len(c) for c in chunks) < len(job.frames):
             return False
         latents = np.concatenate(self.parts.pop(job.out))
+        frames = self.frames.pop(job.out, None)
+        images = np.concatenate(frames) if frames else None
         stats = ChannelStats(latents.shape[-1]).add(latents)
-        write_episode_latents(Path(job.out), latents, np.asarray(job.frames, dtype=np.int64), stats)
+        index = np.asarray(job.frames, dtype=np.int64)
+        write_episode_latents(Path(job.out), latents, index, stats, images)
         self.written += 1
         self.finished.append(job.out)
         return True
@@ -260,16 +274,20 @@ def _identity_from_meta(root: Path) -> dict[str, Any] | None:
 
 def write_meta(root: Path, cfg: LatentsConfig, identity: dict[str, Any]) -> LatentsMeta:
     """`meta/latents.json` with dataset-wide per-camera moments merged from every file's header."""
+    from catalog.latents_reader import has_images
     from ingest.latents import ChannelStats, read_file_stats
 
     info, episodes = _episodes(root)
     stats = {cam: ChannelStats(identity["dim"]) for cam in info.video_keys()}
+    images = []
     for ep in episodes:
         for cam in stats:
             path = root / latents_path(ep.episode_index, cam)
             if path.exists():
                 stats[cam].merge(read_file_stats(path, identity["dim"]))
-    meta = LatentsMeta(**identity, stride=cfg.stride, cameras=sorted(stats),
+                images.append(has_images(path))
+    every = bool(images) and all(images)
+    meta = LatentsMeta(**identity, stride=cfg.stride, cameras=sorted(stats), images=every,
                        stats={c: s.moments() for c, s in stats.items()})  # fmt: skip
     tmp = root / f"{LATENTS_META_PATH}.tmp"
     tmp.write_text(meta.model_dump_json(indent=2) + "\n")

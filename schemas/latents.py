@@ -14,6 +14,9 @@ LATENTS_META_PATH = "meta/latents.json"
 LATENTS_PATH = "latents/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.safetensors"
 LATENTS_KEY = "latents"  # float16[T_s, tokens, dim]
 FRAME_INDEX_KEY = "frame_index"  # int64[T_s]
+IMAGES_KEY = (
+    "images"  # uint8[T_s, 224, 224, 3]: the frame the latent was encoded from (`LatentsConfig.images`)
+)
 IMAGE_SIZE = 224
 PATCH_SIZE = 16
 N_PATCHES = (IMAGE_SIZE // PATCH_SIZE) ** 2  # 196: the 14x14 grid, row-major
@@ -52,6 +55,10 @@ class LatentsConfig(BaseModel):
     resize: ResizePolicy = "center_crop"
     tokens: TokenLayout = "patch"
     batch_size: int = Field(64, gt=0)
+    images: bool = Field(
+        True,
+        description="also store each cached frame as uint8 224x224 RGB (the VLM condition encoder's input)",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="compute dtype: auto = bf16 autocast on CUDA, fp32 on CPU; stored as float16"
@@ -92,6 +99,7 @@ class LatentsMeta(BaseModel):
     dim: int = Field(DIM, gt=0)
     dtype: Literal["float16"] = "float16"
     stride: int = Field(DEFAULT_STRIDE, gt=0)
+    images: bool = Field(False, description="every file also holds the frames as uint8 224x224 RGB")
     cameras: list[str]
     stats: dict[str, ChannelMoments]
     path: str = LATENTS_PATH

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-from catalog.latents_reader import latent_frame_indices, read_latents
+from catalog.latents_reader import has_images, latent_frame_indices, read_images, read_latents
 from ingest.errors import EpisodeError
 from ingest.latents import (
     IMAGENET_MEAN,
@@ -31,6 +31,7 @@ from ingest.latents import (
     load_encoder,
     preprocess,
     resized_size,
+    square_frames,
     write_episode_latents,
 )
 from schemas.latents import LatentsConfig, LatentsMeta, latents_path
@@ -279,6 +280,31 @@ def test_write_then_read_exact_rows(tmp_path: Path) -> None:
         write_episode_latents(path, lat.astype(np.float32), frames)
     with pytest.raises(ValueError, match="increasing"):
         write_episode_latents(path, lat, frames[::-1])
+
+
+def test_stored_frames_are_what_the_encoder_sees(tmp_path: Path) -> None:
+    """`square_frames` (the frames kept beside the latents) = `preprocess` before normalisation, for both
+    policies; they round-trip through the file, and a file without them is not cached for a run that
+    wants them."""
+    from ingest.latents_job import _is_cached
+
+    rng = np.random.default_rng(3)
+    for resize, (h, w) in (("center_crop", (224, 299)), ("letterbox", (168, 224))):
+        frames = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
+        seen = np.round(np.stack([_unnormalise(preprocess(f[None], resize)) for f in frames]) * 255)
+        kept = square_frames(frames, resize)
+        assert kept.shape == (2, 224, 224, 3) and kept.dtype == np.uint8
+        np.testing.assert_allclose(kept.transpose(0, 3, 1, 2), seen, atol=1)
+    index = latent_frames(9, 3)
+    lat = rng.standard_normal((3, 196, 8)).astype(np.float16)
+    path = tmp_path / "ep.safetensors"
+    write_episode_latents(path, lat, index)
+    assert (
+        not has_images(path) and _is_cached(path, index, images=False) and not _is_cached(path, index, True)
+    )
+    write_episode_latents(path, lat, index, images=kept[[0, 1, 0]])
+    assert has_images(path) and _is_cached(path, index, images=True)
+    np.testing.assert_array_equal(read_images(path, [6, 3]), kept[[0, 1]])
 
 
 def _sparse_safetensors(path: Path, n: int, rows: dict[int, np.ndarray]) -> None:

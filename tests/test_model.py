@@ -222,38 +222,21 @@ def test_cached_condition_encoder(tmp_path):
         lookup(["never seen"])
 
 
-def tiny_qwen3vl(folder) -> None:
-    """A random 0.3 M-parameter Qwen3-VL (lda-model.md 5.2) plus a file-less byte tokenizer, saved."""
-    from transformers import ByT5Tokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+def test_qwen3vl_text_only_condition_encoder_from_local_folder(tmp_path):
+    """The text-only prompt (images=False); image + text is tests/test_condition_vlm.py."""
+    from tests.fixtures.qwen3vl import save_tiny_qwen3vl
 
-    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True}
-    config = Qwen3VLConfig(
-        text_config=dict(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, rope_scaling=rope,
-                         rope_theta=1e4),
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16,
-                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64,
-                           deepstack_visual_indexes=[0, 1], num_position_embeddings=64),
-        image_token_id=900, vision_start_token_id=901, vision_end_token_id=902, video_token_id=903,
-    )  # fmt: skip
-    Qwen3VLForConditionalGeneration(config).save_pretrained(folder)
-    ByT5Tokenizer().save_pretrained(folder)
-
-
-def test_qwen3vl_condition_encoder_from_local_folder(tmp_path):
-    start = time.perf_counter()
-    tiny_qwen3vl(tmp_path)
-    if time.perf_counter() - start > 20:
-        pytest.skip("building the tiny Qwen3-VL took over 20 s on this machine")
-    encoder = Qwen3VLConditionEncoder(tmp_path, dtype=torch.float32)
-    assert encoder.dim == 64 and not encoder.training
+    save_tiny_qwen3vl(tmp_path / "qwen")
+    encoder = Qwen3VLConditionEncoder(tmp_path / "qwen", images=False)
+    assert encoder.dim == 64 and not encoder.training and encoder.name == "qwen3vl:qwen:text-only"
     assert not any(p.requires_grad for p in encoder.parameters())
-    tokens, mask = encoder(["pick up the cup", "go"])
-    assert tokens.shape[:2] == mask.shape and tokens.shape[2] == 64
-    assert mask.sum(1).tolist() == [16, 3]  # bytes + </s>
+    tokens, mask = encoder(["pick up the cup", "open"])
+    # <|im_start|> user \n words <|im_end|> \n: the chat template around 4 and 1 words
+    assert (mask.sum(1) - mask.sum(1)[1]).tolist() == [3, 0]
     assert torch.isfinite(tokens).all() and (tokens[~mask] == 0).all()
     # one caption alone gives the same tokens as inside a padded batch (right padding, causal model)
-    alone = encoder(["go"]).tokens[0, :3]
-    torch.testing.assert_close(alone, tokens[1, :3], atol=1e-5, rtol=1e-4)
-    with pytest.raises(FileNotFoundError):
+    n = int(mask[1].sum())
+    alone = encoder(["open"]).tokens[0, :n]
+    torch.testing.assert_close(alone, tokens[1, :n], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="local Qwen3-VL folder"):
         Qwen3VLConditionEncoder(tmp_path / "missing")

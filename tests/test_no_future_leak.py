@@ -24,7 +24,8 @@ POLICY = TASK_IDS["policy"]
 
 def clone(batch: Batch) -> Batch:
     values = {f.name: getattr(batch, f.name) for f in fields(Batch)}
-    return Batch(**{k: v.clone() if torch.is_tensor(v) else list(v) for k, v in values.items()})
+    copy = {k: v.clone() if torch.is_tensor(v) else v if v is None else list(v) for k, v in values.items()}
+    return Batch(**copy)
 
 
 def other_future(batch: Batch, seed: int = 1) -> Batch:

@@ -49,6 +49,13 @@ class Batch:
     dataset: list[str]
     episode_index: torch.Tensor  # int64 [B]
     frame_index: torch.Tensor  # int64 [B]
+    # Frame t itself, for a condition encoder that sees images (Qwen3-VL): uint8 [B, V, H, W, 3] RGB, V
+    # cameras, read from the latents cache (`DataConfig.images`); None when the run's encoder is text-only.
+    images: torch.Tensor | None = None
+    # Cached condition tokens of frame t and the instruction (`train cache-condition`): float32 [B, Lc, dim]
+    # and their right-padding mask bool [B, Lc]; None when the condition encoder runs in the step.
+    cond_tokens: torch.Tensor | None = None
+    cond_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
         moved = {}
@@ -67,7 +74,7 @@ class Batch:
 
     def slice(self, start: int, stop: int) -> Batch:
         """Samples start..stop-1 (micro-batches for gradient accumulation, a rank's share of a batch)."""
-        return Batch(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+        return Batch(**{f.name: _rows(getattr(self, f.name), slice(start, stop)) for f in fields(self)})
 
     def select(self, index: torch.Tensor) -> Batch:
         """The samples at `index` (int64 [K]), in that order (one task's samples, for evaluation)."""
@@ -75,10 +82,17 @@ class Batch:
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            picked[f.name] = (
-                value[index.to(value.device)] if torch.is_tensor(value) else [value[i] for i in rows]
-            )
+            if value is None:
+                picked[f.name] = None
+            elif torch.is_tensor(value):
+                picked[f.name] = value[index.to(value.device)]
+            else:
+                picked[f.name] = [value[i] for i in rows]
         return Batch(**picked)
 
     def __len__(self) -> int:
         return int(self.task.shape[0])
+
+
+def _rows(value, rows: slice):
+    return None if value is None else value[rows]

@@ -48,18 +48,36 @@ def launch(
     loader_workers: Annotated[int, typer.Option(help="DataLoader worker processes per rank.")] = 2,
     num_workers: Annotated[int, typer.Option(help="Data-parallel workers on Ray Train.")] = 1,
     address: Annotated[str | None, typer.Option(help="Join this Ray cluster.")] = None,
-    condition: Annotated[str, typer.Option(help='"small" or a local Qwen3-VL folder.')] = "small",
+    condition: Annotated[
+        str | None,
+        typer.Option(
+            help="Condition encoder: a local Qwen3-VL folder (frame t + instruction, as in the paper), or "
+            "random-text (random byte-level text encoder: tests and demos only). Default: random-text for "
+            "tiny/small; 0.5b/1b need a Qwen3-VL folder."
+        ),
+    ] = None,
+    unfreeze_vlm: Annotated[bool, typer.Option(help="Fine-tune the Qwen3-VL encoder (at --vlm-lr).")] = False,
+    vlm_lr: Annotated[float, typer.Option(help="Peak learning rate of an unfrozen Qwen3-VL.")] = 1e-5,
+    condition_cache: Annotated[
+        Path | None, typer.Option(help="Condition tokens cached by `train cache-condition` (no VLM runs).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress line.")] = True,
 ) -> None:
     """Train on a mixture: print the resolved plan, then train (resumable, data-parallel on Ray)."""
+    from pydantic import ValidationError
+
     from train.loop import TrainOptions
 
-    opts = TrainOptions(
-        mixture=mixture, root=root, out=out, config=config, steps=steps, batch_size=batch_size,
-        grad_accum=grad_accum, lr=lr, seed=seed, resume=resume, checkpoint_every=checkpoint_every,
-        loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
-        progress=progress,
-    )  # fmt: skip
+    try:
+        opts = TrainOptions(
+            mixture=mixture, root=root, out=out, config=config, steps=steps, batch_size=batch_size,
+            grad_accum=grad_accum, lr=lr, seed=seed, resume=resume, checkpoint_every=checkpoint_every,
+            loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
+            unfreeze_vlm=unfreeze_vlm, vlm_lr=vlm_lr, condition_cache=condition_cache, progress=progress,
+        )  # fmt: skip
+    except ValidationError as e:
+        typer.echo(f"train launch: {e.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
     _print_plan(mixture, root)
     from train.distributed import launch as run_launch
 
@@ -69,6 +87,28 @@ def launch(
         typer.echo(f"train launch: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"run written to {out} (metrics.jsonl, checkpoint.pt)")
+
+
+@app.command("cache-condition")
+def cache_condition(
+    mixture: Annotated[Path, typer.Option(help="Mixture YAML: every cached frame of its episodes.")],
+    root: Annotated[Path, typer.Option(help="The datasets root the mixture resolves against.")],
+    condition: Annotated[Path, typer.Option(help="Local Qwen3-VL folder (frozen).")],
+    out: Annotated[Path, typer.Option(help="Cache folder for `train launch --condition-cache`.")],
+    batch_size: Annotated[int, typer.Option(help="Frames per VLM forward.")] = 16,
+) -> None:
+    """Run a frozen Qwen3-VL once over frame t and the instruction of every cached frame of the mixture's
+    episodes and store its tokens; a re-run encodes only new or re-captioned episodes."""
+    from train.cache_job import CacheOptions, build_condition_cache
+
+    try:
+        summary = build_condition_cache(
+            CacheOptions(mixture=mixture, root=root, condition=condition, out=out, batch_size=batch_size)
+        )
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"train cache-condition: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{out}: {summary.episodes} episodes, {summary.encoded} encoded now ({summary.frames} frames)")
 
 
 @app.command("eval")

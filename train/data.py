@@ -1,7 +1,8 @@
 """Training data: a mixture resolved through the catalog, sampled deterministically, built from the LeRobot
 datasets (Parquet) and the latent cache (safetensors), normalised, batched by DataLoader workers.
 
-Never imports `ingest/`; no video is decoded (the latents must be cached). See docs/TRAINING.md.
+Never imports `ingest/`; no video is decoded (the latents must be cached; with `images`, frame t comes
+from the same cache). See docs/TRAINING.md.
 
 - `TrainingData.open(cfg)`: resolve the mixture, list the usable episodes of every (entry, dataset) pair,
   merge the normalisation statistics. `spec(step, rank, i)` is a pure function of
@@ -26,10 +27,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from catalog.latents_reader import read_latents
+from catalog.latents_reader import read_images, read_latents
 from schemas.latents import LatentsMeta, latents_path
 from schemas.lerobot import INFO_PATH, STATS_PATH, Gr00tFeatureStats, InfoJson
 from train.batch import CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
+from train.condition_cache import read_condition
 
 if TYPE_CHECKING:
     import polars as pl
@@ -65,6 +67,10 @@ class DataConfig(BaseModel):
     pin_memory: bool = False
     holdout: float = Field(0.1, ge=0, lt=1, description="fraction of episodes held out for evaluation")
     camera: str | None = Field(None, description="latents camera; None: each dataset's first camera")
+    images: bool = Field(False, description="put frame t (uint8, from the latents cache) into each batch")
+    condition_cache: Path | None = Field(
+        None, description="cached condition tokens (`train cache-condition`)"
+    )
     std_floor: float = Field(1e-3, gt=0, description="lower bound of every normalisation std")
     episode_cache: int = Field(64, gt=0, description="open episodes kept per worker (LRU)")
     prefetch_factor: int = Field(2, gt=0, description="batches each worker prepares ahead")
@@ -220,6 +226,11 @@ def _dataset_info(name: str, path: Path, cfg: DataConfig, has_action: bool, dims
     camera = cfg.camera or meta.cameras[0]
     if camera not in meta.cameras:
         raise DataError(f"{name}: no latents for camera {camera!r} (cached: {', '.join(meta.cameras)})")
+    if cfg.images and not meta.images:
+        raise DataError(
+            f"{name}: its latents cache holds no frames, and the condition encoder needs them: run "
+            "`ingest latents` again with `images: true` (pipelines.yaml latents section; the default)"
+        )
     for field in ("future_offset", "history_offset"):
         if getattr(cfg, field) % meta.stride:
             raise DataError(
@@ -485,6 +496,8 @@ class Sample:
     dataset: str
     episode_index: int
     frame_index: int
+    images: np.ndarray | None = None  # uint8 [V, H, W, 3]: frame t (`DataConfig.images`)
+    cond: np.ndarray | None = None  # float16 [Lc, dim]: cached condition tokens of frame t
 
 
 @dataclass
@@ -550,7 +563,21 @@ def collate(samples: Sequence[Sample]) -> Batch:
         dataset=[s.dataset for s in samples],
         episode_index=torch.tensor([s.episode_index for s in samples], dtype=torch.int64),
         frame_index=torch.tensor([s.frame_index for s in samples], dtype=torch.int64),
+        images=None if samples[0].images is None else stack("images"),
+        **_cond_tokens([s.cond for s in samples]),
     )
+
+
+def _cond_tokens(items: list[np.ndarray | None]) -> dict[str, torch.Tensor]:
+    """Cached condition tokens -> right-padded `cond_tokens` float32 [B, L, dim] and `cond_mask`."""
+    if items[0] is None:
+        return {}
+    length = max(len(x) for x in items)
+    tokens = np.zeros((len(items), length, items[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(items), length), dtype=bool)
+    for i, x in enumerate(items):
+        tokens[i, : len(x)], mask[i, : len(x)] = x, True
+    return {"cond_tokens": torch.from_numpy(tokens), "cond_mask": torch.from_numpy(mask)}
 
 
 def _pick(cum: np.ndarray, u: float) -> int:
@@ -682,6 +709,21 @@ class TrainingData:
         future = lat[2] if spec.future_valid else np.zeros_like(lat[0])
         return lat[:2], future
 
+    def cached_condition(self, spec: SampleSpec) -> np.ndarray | None:
+        """float16 [Lc, dim]: frame t's condition tokens from `cfg.condition_cache`, or None."""
+        if self.cfg.condition_cache is None:
+            return None
+        return read_condition(self.cfg.condition_cache, spec.dataset, spec.episode_index, spec.frame_index)
+
+    def images(self, spec: SampleSpec) -> np.ndarray | None:
+        """uint8 [1, H, W, 3]: frame t as cached beside its latent (one camera), or None (`cfg.images` off).
+        Only frame t: never the history or the future frame."""
+        if not self.cfg.images:
+            return None
+        info = self.datasets[int(self.table.dataset[spec.row])]
+        path = info.path / latents_path(spec.episode_index, info.camera, info.chunks_size)
+        return read_images(path, [spec.frame_index])
+
     def sample(self, spec: SampleSpec) -> Sample:
         ep, t, cfg = self.episode(spec.row), spec.frame_index, self.cfg
         actions, action_mask = window(ep.action, ep.action_mask, t, cfg.chunk)
@@ -707,6 +749,8 @@ class TrainingData:
             dataset=spec.dataset,
             episode_index=spec.episode_index,
             frame_index=t,
+            images=self.images(spec),
+            cond=self.cached_condition(spec),
         )
 
     def sample_at(self, dataset: str, episode_index: int, frame_index: int, task: str = "policy") -> Sample:

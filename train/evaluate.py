@@ -140,7 +140,11 @@ class RunView:
         return TrainingData.open(data_config(self.opts, 1), self.normalizer, split="eval", tasks=tasks)
 
     def condition(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens, mask = self.encoder(batch.captions)
+        """The batch's condition tokens: cached with the batch, or the encoder on captions and frame t."""
+        from train.conditioning import condition_of
+
+        with torch.no_grad():
+            tokens, mask = condition_of(self.encoder, batch)
         return tokens.to(self.device), mask.to(self.device)
 
 
@@ -162,6 +166,9 @@ def open_run(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
                                    "loader_workers": 0, "seed": seed})  # fmt: skip
     norm = Normalizer.model_validate(state["normalizer"])
     encoder = condition_encoder(opts, device)
+    if "condition" in state:  # a fine-tuned (--unfreeze-vlm) encoder
+        encoder.load_state_dict(state["condition"])
+    encoder.train(False)
     return RunView(int(state["step"]), model.to(device).eval(), opts, norm, encoder, device)
 
 

@@ -19,13 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.errors import Refused
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 RUN_CONFIG = "run.json"
+RANDOM_TEXT = "random-text"  # the random byte-level text encoder: tests and demos only
+RANDOM_TEXT_ALIASES = (RANDOM_TEXT, "small")
+CPU_CONFIGS = ("tiny", "small")  # configs whose default condition is RANDOM_TEXT
 
 
 class TrainOptions(BaseModel):
@@ -52,7 +55,16 @@ class TrainOptions(BaseModel):
     loader_workers: int = Field(2, ge=0)
     num_workers: int = Field(1, gt=0, description="data-parallel workers (Ray Train) ")
     address: str | None = None
-    condition: str = Field("small", description='"small" (CPU text encoder) or a local Qwen3-VL folder')
+    condition: str | None = Field(
+        None,
+        description="a local Qwen3-VL folder (image + text, the paper's), or random-text (tests/demos); "
+        "default: random-text for tiny/small, required for 0.5b/1b",
+    )
+    unfreeze_vlm: bool = Field(False, description="fine-tune the Qwen3-VL condition encoder (lr vlm_lr)")
+    vlm_lr: float = Field(1e-5, gt=0, description="peak lr of the unfrozen Qwen3-VL (LDA: 1e-5)")
+    condition_cache: Path | None = Field(
+        None, description="read condition tokens from `train cache-condition`"
+    )
     progress: bool = True
 
     @field_validator("mixture", "root", "out")
@@ -60,6 +72,38 @@ class TrainOptions(BaseModel):
     def _absolute(cls, v: Path) -> Path:
         """Workers on Ray Train run elsewhere: every path is absolute."""
         return v.resolve()
+
+    @model_validator(mode="after")
+    def _resolve_condition(self) -> TrainOptions:
+        """random-text by name (`small` is its old alias), else a local Qwen3-VL folder (made absolute)."""
+        from train.conditioning import qwen3vl_folder
+
+        if self.condition_cache is not None:
+            if self.unfreeze_vlm:
+                raise ValueError(
+                    "--unfreeze-vlm trains the VLM: its tokens cannot come from --condition-cache"
+                )
+            self.condition_cache = self.condition_cache.resolve()
+            if self.condition is not None:  # checked against the cache when the run is built
+                self.condition = str(qwen3vl_folder(self.condition).resolve())
+            return self
+        if self.condition is None and self.config not in CPU_CONFIGS:
+            raise ValueError(
+                f"--config {self.config} conditions on Qwen3-VL (image + instruction): pass --condition "
+                f"with a local Qwen3-VL folder (or --condition {RANDOM_TEXT} for a demo without meaning)"
+            )
+        if self.condition is None or self.condition in RANDOM_TEXT_ALIASES:
+            self.condition = RANDOM_TEXT
+        else:
+            self.condition = str(qwen3vl_folder(self.condition).resolve())
+        if self.unfreeze_vlm and self.condition == RANDOM_TEXT:
+            raise ValueError("--unfreeze-vlm fine-tunes a Qwen3-VL: pass --condition with its local folder")
+        return self
+
+    @property
+    def vlm(self) -> bool:
+        """The condition encoder is Qwen3-VL and runs in the step (it needs frame t in every batch)."""
+        return self.condition_cache is None and self.condition != RANDOM_TEXT
 
     @property
     def warmup_steps(self) -> int:
@@ -89,20 +133,30 @@ class Run:
 
     def __init__(self, opts: TrainOptions, model: torch.nn.Module, condition: Any, device: torch.device):
         self.opts, self.model, self.condition, self.device = opts, model, condition, device
-        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+        if not condition.frozen:  # --unfreeze-vlm: the encoder trains too, at its own lr
+            groups.append(
+                {"params": [p for p in condition.parameters() if p.requires_grad], "lr": opts.vlm_lr}
+            )
+        self.trainable = [p for g in groups for p in g["params"]]
         self.optimizer = torch.optim.AdamW(
-            params, lr=opts.lr, betas=opts.betas, eps=opts.eps, weight_decay=opts.weight_decay
+            groups, lr=opts.lr, betas=opts.betas, eps=opts.eps, weight_decay=opts.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(opts))
         self.step = 0
 
     def state_dict(self) -> dict[str, Any]:
         model = getattr(self.model, "module", self.model)  # unwrap DDP
-        return {"model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step}  # fmt: skip
+        state = {"model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "step": self.step}  # fmt: skip
+        if not self.condition.frozen:  # a fine-tuned encoder is part of the model
+            state["condition"] = getattr(self.condition, "module", self.condition).state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         getattr(self.model, "module", self.model).load_state_dict(state["model"])
+        if "condition" in state:
+            getattr(self.condition, "module", self.condition).load_state_dict(state["condition"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
@@ -142,6 +196,8 @@ def _autocast(device: torch.device):
 
 def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) -> dict[str, Any]:
     """One optimiser step over `grad_accum` micro-batches; returns the metrics of the step."""
+    from train.conditioning import condition_of
+
     opts, started = run.opts, time.perf_counter()
     totals: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -153,8 +209,8 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
         torch.manual_seed(part)
         generator = torch.Generator(device=run.device).manual_seed(part)
         micro = micro.to(run.device)
-        with torch.no_grad():
-            cond, cond_mask = run.condition(micro.captions)
+        with torch.set_grad_enabled(not run.condition.frozen):
+            cond, cond_mask = condition_of(run.condition, micro)
         with _autocast(run.device):
             out = losses_fn(run.model, micro, cond.to(run.device), cond_mask.to(run.device), generator)
         (out.total / opts.grad_accum).backward()
@@ -162,7 +218,7 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
         for task, value in out.per_task.items():
             totals[task] = totals.get(task, 0.0) + value / opts.grad_accum
             counts[task] = counts.get(task, 0) + out.counts[task]
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), opts.grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, opts.grad_clip)
     lr = run.optimizer.param_groups[0]["lr"]
     run.optimizer.step()
     run.scheduler.step()
@@ -170,7 +226,8 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
     run.step = step + 1
     elapsed = time.perf_counter() - started
     return {"step": step, "loss": loss_sum, "tasks": totals, "counts": counts, "lr": lr,
-            "grad_norm": float(grad_norm), "samples_per_s": len(batch) / elapsed}  # fmt: skip
+            "grad_norm": float(grad_norm), "samples_per_s": len(batch) / elapsed,
+            "condition": run.condition.name}  # fmt: skip
 
 
 def split_batch(batch: Any, parts: int) -> list[Any]:

@@ -21,16 +21,34 @@ def data_config(opts: TrainOptions, world_size: int, **kw: Any) -> Any:
     if opts.batch_size % world_size:
         raise ValueError(f"--batch-size {opts.batch_size} is not a multiple of --num-workers {world_size}")
     return DataConfig(root=opts.root, mixture=opts.mixture, batch_size=opts.batch_size // world_size,
-                      seed=opts.seed, num_workers=opts.loader_workers,
+                      seed=opts.seed, num_workers=opts.loader_workers, images=opts.vlm,
+                      condition_cache=opts.condition_cache,
                       pin_memory=torch.cuda.is_available(), **kw)  # fmt: skip
 
 
 def condition_encoder(opts: TrainOptions, device: torch.device) -> Any:
+    """The run's condition encoder: Qwen3-VL on frame t and the instruction (frozen unless
+    `--unfreeze-vlm`), or the random byte-level text encoder (`random-text`, tests and demos)."""
     from train.conditioning import Qwen3VLConditionEncoder, SmallTextEncoder
 
-    if opts.condition == "small":
+    if opts.condition_cache is not None:
+        return _precomputed(opts)
+    if not opts.vlm:
         return SmallTextEncoder().to(device)
-    return Qwen3VLConditionEncoder(Path(opts.condition), device=str(device))
+    return Qwen3VLConditionEncoder(Path(opts.condition), device=str(device), frozen=not opts.unfreeze_vlm)
+
+
+def _precomputed(opts: TrainOptions) -> Any:
+    """The stand-in for a cached encoder; a --condition folder, if given, must be the cache's."""
+    from train.condition_cache import CacheMeta, model_identity
+    from train.conditioning import PrecomputedCondition
+
+    meta = CacheMeta.load(opts.condition_cache)
+    if opts.condition is not None and model_identity(Path(opts.condition)) != meta.identity:
+        raise ValueError(
+            f"--condition-cache {opts.condition_cache} holds {meta.encoder}, not {opts.condition}"
+        )
+    return PrecomputedCondition(meta.encoder, meta.dim)
 
 
 def build_model(config_name: str, data: Any, cond_dim: int) -> Any:
@@ -65,6 +83,8 @@ def build_run(
     data = TrainingData.open(cfg, normalizer)
     torch.manual_seed(opts.seed)  # identical initial weights on every rank
     encoder = condition_encoder(opts, device)
+    if not encoder.frozen and world_size > 1:
+        raise ValueError("--unfreeze-vlm is single-process for now (the encoder is not data-parallel)")
     model = build_model(opts.config, data, _cond_dim(encoder)).to(device)
     if wrap_model is not None:
         model = wrap_model(model)
@@ -72,7 +92,7 @@ def build_run(
     if state is not None:
         run.load_state_dict(state)
     if rank == 0:
-        _write_run_files(opts, data, model)
+        _write_run_files(opts, data, model, encoder)
     loader = build_loader(cfg, rank, world_size, start_step=run.step, data=data)
     extra = {"losses_fn": training_losses, "checkpoint_extra": _checkpoint_extra(opts, data, model)}
     return run, loader, extra
@@ -88,9 +108,18 @@ def _checkpoint_extra(opts: TrainOptions, data: Any, model: Any) -> dict[str, An
             "options": opts.model_dump(mode="json")}  # fmt: skip
 
 
-def _write_run_files(opts: TrainOptions, data: Any, model: Any) -> None:
+def condition_description(encoder: Any) -> dict[str, Any]:
+    """What run.json says of the condition encoder (its name is also on every metrics.jsonl line)."""
+    from train.loop import RANDOM_TEXT
+
+    note = "random weights, no meaning: tests and demos only" if encoder.name == RANDOM_TEXT else None
+    return {"name": encoder.name, "dim": int(encoder.dim), "frozen": bool(encoder.frozen),
+            "images": bool(encoder.needs_images), "note": note}  # fmt: skip
+
+
+def _write_run_files(opts: TrainOptions, data: Any, model: Any, encoder: Any) -> None:
     opts.out.mkdir(parents=True, exist_ok=True)
     data.normalizer.save(opts.out / NORMALIZER)
     run = {"options": opts.model_dump(mode="json"), "model": _model_config(model).model_dump(mode="json"),
-           "data": data.describe()}  # fmt: skip
+           "data": data.describe(), "condition": condition_description(encoder)}  # fmt: skip
     (opts.out / RUN_CONFIG).write_text(json.dumps(run, indent=2) + "\n")
