@@ -134,7 +134,7 @@ class Run:
     def __init__(self, opts: TrainOptions, model: torch.nn.Module, condition: Any, device: torch.device):
         self.opts, self.model, self.condition, self.device = opts, model, condition, device
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-        if not condition.frozen:  # --unfreeze-vlm: the encoder trains too, at its own lr
+        if self.tunes_condition:  # --unfreeze-vlm: the encoder trains too, at its own lr
             groups.append(
                 {"params": [p for p in condition.parameters() if p.requires_grad], "lr": opts.vlm_lr}
             )
@@ -145,11 +145,16 @@ class Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(opts))
         self.step = 0
 
+    @property
+    def tunes_condition(self) -> bool:
+        """Whether the condition encoder trains with the model (`--unfreeze-vlm`)."""
+        return self.condition is not None and not self.condition.frozen
+
     def state_dict(self) -> dict[str, Any]:
         model = getattr(self.model, "module", self.model)  # unwrap DDP
         state = {"model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "step": self.step}  # fmt: skip
-        if not self.condition.frozen:  # a fine-tuned encoder is part of the model
+        if self.tunes_condition:  # a fine-tuned encoder is part of the model
             state["condition"] = getattr(self.condition, "module", self.condition).state_dict()
         return state
 
@@ -209,7 +214,7 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
         torch.manual_seed(part)
         generator = torch.Generator(device=run.device).manual_seed(part)
         micro = micro.to(run.device)
-        with torch.set_grad_enabled(not run.condition.frozen):
+        with torch.set_grad_enabled(run.tunes_condition):
             cond, cond_mask = condition_of(run.condition, micro)
         with _autocast(run.device):
             out = losses_fn(run.model, micro, cond.to(run.device), cond_mask.to(run.device), generator)
