@@ -48,6 +48,11 @@ def launch(
     address: Annotated[str | None, typer.Option(help="Join this Ray cluster.")] = None,
     condition: Annotated[str, typer.Option(help='"small" or a local Qwen3-VL folder.')] = "small",
     progress: Annotated[bool, typer.Option(help="Show a progress line.")] = True,
+    parallel: Annotated[str, typer.Option(help="ddp (replicas) or fsdp (FSDP2 shards).")] = "ddp",
+    activation_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute each block's activations in the backward pass.")
+    ] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile each block.")] = False,
 ) -> None:
     """Train on a mixture: print the resolved plan, then train (resumable, data-parallel on Ray)."""
     from train.loop import TrainOptions
@@ -56,7 +61,8 @@ def launch(
         mixture=mixture, root=root, out=out, config=config, steps=steps, batch_size=batch_size,
         grad_accum=grad_accum, lr=lr, seed=seed, resume=resume, checkpoint_every=checkpoint_every,
         loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
-        progress=progress,
+        progress=progress, parallel=parallel, activation_checkpointing=activation_checkpointing,
+        compile=compile,
     )  # fmt: skip
     _print_plan(mixture, root)
     from train.distributed import launch as run_launch
