@@ -134,8 +134,12 @@ def test_fsdp_checkpoint_is_a_full_state_dict_and_resumes(two_ranks, tmp_path: P
     for name, p in one.model.state_dict().items():
         torch.testing.assert_close(plain.state_dict()[name], p, rtol=1e-4, atol=1e-5, msg=name)
     assert state["step"] == STEPS
-    # A fresh FSDP run loading that state continues exactly like the run that never stopped.
+    # A fresh FSDP run loading that state continues exactly like the run that never stopped, and so
+    # does one process (its optimiser state is keyed by parameter name: loaded by name, not index).
     _close(result["fsdp_next"], result["resumed_next"])
+    single = _run(_opts(tmp_path, grad_accum=WORLD), 1)
+    single.load_state_dict(state)
+    _close(result["fsdp_next"], _train(single, range(STEPS, STEPS + 1), 0, 1))
 
 
 def _loss_and_grads(

@@ -111,9 +111,9 @@ class Run:
                 "scheduler": self.scheduler.state_dict(), "step": self.step}  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from train.parallel import is_sharded, load_full_state
+        from train.parallel import is_sharded, keyed_by_name, load_full_state
 
-        if is_sharded(self.model):
+        if is_sharded(self.model) or keyed_by_name(state["optimizer"]):  # FSDP, or an FSDP run's checkpoint
             load_full_state(self.model, self.optimizer, state)
         else:
             getattr(self.model, "module", self.model).load_state_dict(state["model"])

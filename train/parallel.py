@@ -126,6 +126,11 @@ def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: d
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"], options=options)
 
 
+def keyed_by_name(optimizer_state: dict[str, Any]) -> bool:
+    """Whether an optimiser state dict is keyed by parameter name (written under FSDP), not by index."""
+    return any(isinstance(k, str) for k in optimizer_state.get("state", {}))
+
+
 def total_norm(norm: torch.Tensor) -> float:
     """`clip_grad_norm_`'s result as a number (a DTensor under FSDP: materialise it first)."""
     full = getattr(norm, "full_tensor", None)
