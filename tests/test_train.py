@@ -161,3 +161,38 @@ def test_two_ray_train_workers_match_one_process(root: Path, both: Path, tmp_pat
     for a, b in zip(one, two, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+
+
+def _torchrun_rank(rank: int, port: int, opts: TrainOptions) -> None:
+    """What torchrun gives each rank: its variables in the environment, then `train launch`."""
+    from train.distributed import launch
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    launch(opts)
+
+
+def test_fsdp_under_torchrun_matches_one_process_and_eval_reads_it(
+    root: Path, both: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from tests.test_parallel import _free_port
+    from train.evaluate import evaluate
+
+    fit(_opts(root, both, tmp_path / "one", steps=3, grad_accum=2, checkpoint_every=2))
+    fsdp = _opts(root, both, tmp_path / "fsdp", steps=3, parallel="fsdp", activation_checkpointing=True,
+                 checkpoint_every=2)  # fmt: skip
+    torch.multiprocessing.spawn(_torchrun_rank, args=(_free_port(), fsdp), nprocs=2)
+    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "fsdp")
+    assert [r["step"] for r in two] == [0, 1, 2]
+    for a, b in zip(one, two, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    # The checkpoint is the full state dict (gathered from both shards): `train eval` scores it like the
+    # one-process run's, on the same held-out samples.
+    a = evaluate(tmp_path / "one", n=8, draws=1)
+    b = evaluate(tmp_path / "fsdp", n=8, draws=1)
+    assert b.step == a.step == 3
+    assert b.policy_action_l1 == pytest.approx(a.policy_action_l1, rel=1e-4)
+    assert b.forward_latent_mse == pytest.approx(a.forward_latent_mse, rel=1e-4)

@@ -62,6 +62,11 @@ def launch(
         Path | None, typer.Option(help="Condition tokens cached by `train cache-condition` (no VLM runs).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress line.")] = True,
+    parallel: Annotated[str, typer.Option(help="ddp (replicas) or fsdp (FSDP2 shards).")] = "ddp",
+    activation_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute each block's activations in the backward pass.")
+    ] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile each block.")] = False,
 ) -> None:
     """Train on a mixture: print the resolved plan, then train (resumable, data-parallel on Ray)."""
     from pydantic import ValidationError
@@ -74,6 +79,7 @@ def launch(
             grad_accum=grad_accum, lr=lr, seed=seed, resume=resume, checkpoint_every=checkpoint_every,
             loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
             unfreeze_vlm=unfreeze_vlm, vlm_lr=vlm_lr, condition_cache=condition_cache, progress=progress,
+            parallel=parallel, activation_checkpointing=activation_checkpointing, compile=compile,
         )  # fmt: skip
     except ValidationError as e:
         typer.echo(f"train launch: {e.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)
@@ -165,6 +171,33 @@ def viz_cmd(
         typer.echo(f"train viz: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{len(written)} files written to {written[0].parent}")
+
+
+@app.command("estimate")
+def estimate_cmd(
+    config: Annotated[str, typer.Option(help="Model config.")] = "1b",
+    batch_size: Annotated[int, typer.Option(help="Global batch size (as in `train launch`).")] = 256,
+    gpus: Annotated[int, typer.Option(min=1, help="Data-parallel GPUs.")] = 8,
+    gpu: Annotated[str, typer.Option(help="h100, h200 or a100.")] = "h100",
+    parallel: Annotated[str, typer.Option(help="ddp or fsdp.")] = "ddp",
+    activation_checkpointing: Annotated[bool, typer.Option(help="Per-block recompute.")] = False,
+    vlm: Annotated[
+        str, typer.Option(help="Frozen condition encoder held on the GPU: qwen3-vl-4b or none.")
+    ] = ("qwen3-vl-4b"),
+    mfu: Annotated[float, typer.Option(min=0.01, max=1.0, help="Assumed model FLOP utilisation.")] = 0.35,
+    cond_len: Annotated[int, typer.Option(min=1, help="Condition tokens per sample.")] = 100,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the estimate as JSON.")] = False,
+) -> None:
+    """Memory per GPU (parameters, gradients, AdamW, activations, condition encoder) and step time from
+    FLOPs at an assumed MFU, for a config, batch and GPU count (formulas: train/estimate.py)."""
+    from train.estimate import estimate
+
+    try:
+        est = estimate(config, batch_size, gpus, gpu, parallel, activation_checkpointing, vlm, mfu, cond_len)
+    except (KeyError, ValueError) as e:
+        typer.echo(f"train estimate: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(est.model_dump_json(indent=1) if json_out else "\n".join(est.lines()))
 
 
 @app.callback()

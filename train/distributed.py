@@ -1,9 +1,10 @@
-"""Beyond one process: data-parallel training on Ray Train (DDP; gloo on CPU, NCCL on GPU).
+"""Beyond one process: data-parallel training on Ray Train, or under torchrun (gloo on CPU, NCCL on GPU).
 
-The loop (`train/loop.py`) only knows its rank and world size; here Ray Train starts the workers,
-sets up the process group and wraps the model in DDP (`prepare_model`). `--address` joins an existing
-Ray cluster; without it a local Ray is started. Every worker reads the same mixture through the
-catalog and takes its own slice of each global batch.
+The loop (`train/loop.py`) only knows its rank and world size; here Ray Train starts the workers and
+sets up the process group; `train/parallel.py` wraps the model: DDP (Ray's `prepare_model`) or FSDP2
+(`--parallel fsdp`). `--address` joins an existing Ray cluster; without it a local Ray is started.
+Started by torchrun (RANK / WORLD_SIZE set), `launch` joins torchrun's process group instead of Ray.
+Every worker reads the same mixture through the catalog and takes its own slice of each global batch.
 """
 
 from __future__ import annotations
@@ -21,7 +22,23 @@ def _worker(config: dict[str, Any]) -> None:
 
     opts = TrainOptions.model_validate_json(config["opts"])
     ctx = ray.train.get_context()
-    fit(opts, ctx.get_world_rank(), ctx.get_world_size(), wrap_model=ray.train.torch.prepare_model)
+    wrap = ray.train.torch.prepare_model if opts.parallel == "ddp" else None
+    fit(opts, ctx.get_world_rank(), ctx.get_world_size(), wrap_model=wrap)
+
+
+def _torchrun(opts: TrainOptions, rank: int, world_size: int, local_rank: int) -> None:
+    """One rank of a torchrun (or torch.multiprocessing) job: the process group from the environment."""
+    import torch
+    import torch.distributed as dist
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world_size)
+    try:
+        fit(opts.model_copy(update={"progress": opts.progress and rank == 0}), rank, world_size)
+    finally:
+        dist.destroy_process_group()
 
 
 def _init_ray(address: str | None, workers: int) -> bool:
@@ -39,7 +56,13 @@ def _init_ray(address: str | None, workers: int) -> bool:
 
 
 def launch(opts: TrainOptions) -> None:
-    """`train launch`: one process, or `num_workers` data-parallel workers on Ray Train."""
+    """`train launch`: one process, one rank of torchrun, or `num_workers` data-parallel workers on Ray."""
+    from train.parallel import torchrun_env
+
+    env = torchrun_env()
+    if env is not None:
+        _torchrun(opts, *env)
+        return
     if opts.num_workers == 1 and opts.address is None:
         fit(opts)
         return

@@ -16,7 +16,7 @@ import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -66,6 +66,10 @@ class TrainOptions(BaseModel):
         None, description="read condition tokens from `train cache-condition`"
     )
     progress: bool = True
+    # Scale (train/parallel.py): how ranks share the model, and per-block recompute / compile.
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False
+    compile: bool = False
 
     @field_validator("mixture", "root", "out")
     @classmethod
@@ -133,15 +137,16 @@ class Run:
 
     def __init__(self, opts: TrainOptions, model: torch.nn.Module, condition: Any, device: torch.device):
         self.opts, self.model, self.condition, self.device = opts, model, condition, device
+        from train.parallel import optimizer_kwargs
+
         groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
         if self.tunes_condition:  # --unfreeze-vlm: the encoder trains too, at its own lr
             groups.append(
                 {"params": [p for p in condition.parameters() if p.requires_grad], "lr": opts.vlm_lr}
             )
         self.trainable = [p for g in groups for p in g["params"]]
-        self.optimizer = torch.optim.AdamW(
-            groups, lr=opts.lr, betas=opts.betas, eps=opts.eps, weight_decay=opts.weight_decay
-        )
+        hyper = {"lr": opts.lr, "betas": opts.betas, "eps": opts.eps, "weight_decay": opts.weight_decay}
+        self.optimizer = torch.optim.AdamW(groups, **hyper, **optimizer_kwargs(device))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(opts))
         self.step = 0
 
@@ -151,26 +156,42 @@ class Run:
         return self.condition is not None and not self.condition.frozen
 
     def state_dict(self) -> dict[str, Any]:
-        model = getattr(self.model, "module", self.model)  # unwrap DDP
-        state = {"model": model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        """Full tensors; under FSDP a collective (every rank calls it, rank 0 gets the tensors)."""
+        from train.parallel import full_state, is_sharded
+
+        if is_sharded(self.model):
+            model_state, optim_state = full_state(self.model, self.optimizer)
+        else:
+            model_state = getattr(self.model, "module", self.model).state_dict()  # unwrap DDP
+            optim_state = self.optimizer.state_dict()
+        state = {"model": model_state, "optimizer": optim_state,
                  "scheduler": self.scheduler.state_dict(), "step": self.step}  # fmt: skip
         if self.tunes_condition:  # a fine-tuned encoder is part of the model
             state["condition"] = getattr(self.condition, "module", self.condition).state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        getattr(self.model, "module", self.model).load_state_dict(state["model"])
+        from train.parallel import is_sharded, keyed_by_name, load_full_state
+
+        if is_sharded(self.model) or keyed_by_name(state["optimizer"]):  # FSDP, or an FSDP run's checkpoint
+            load_full_state(self.model, self.optimizer, state)
+        else:
+            getattr(self.model, "module", self.model).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         if "condition" in state:
             getattr(self.condition, "module", self.condition).load_state_dict(state["condition"])
-        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
 
 
 def save_checkpoint(out: Path, run: Run, extra: dict[str, Any]) -> None:
+    write_checkpoint(out, run.state_dict(), extra)
+
+
+def write_checkpoint(out: Path, state: dict[str, Any], extra: dict[str, Any]) -> None:
     """Written to a temp file then renamed: a killed run leaves the previous checkpoint intact."""
     tmp = out / f".{CHECKPOINT}.tmp"
-    torch.save({**run.state_dict(), **extra}, tmp)
+    torch.save({**state, **extra}, tmp)
     os.replace(tmp, out / CHECKPOINT)
 
 
@@ -202,6 +223,7 @@ def _autocast(device: torch.device):
 def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) -> dict[str, Any]:
     """One optimiser step over `grad_accum` micro-batches; returns the metrics of the step."""
     from train.conditioning import condition_of
+    from train.parallel import total_norm
 
     opts, started = run.opts, time.perf_counter()
     totals: dict[str, float] = {}
@@ -223,7 +245,7 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
         for task, value in out.per_task.items():
             totals[task] = totals.get(task, 0.0) + value / opts.grad_accum
             counts[task] = counts.get(task, 0) + out.counts[task]
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.trainable, opts.grad_clip)
+    grad_norm = total_norm(torch.nn.utils.clip_grad_norm_(run.trainable, opts.grad_clip))
     lr = run.optimizer.param_groups[0]["lr"]
     run.optimizer.step()
     run.scheduler.step()
@@ -231,7 +253,7 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
     run.step = step + 1
     elapsed = time.perf_counter() - started
     return {"step": step, "loss": loss_sum, "tasks": totals, "counts": counts, "lr": lr,
-            "grad_norm": float(grad_norm), "samples_per_s": len(batch) / elapsed,
+            "grad_norm": grad_norm, "samples_per_s": len(batch) / elapsed,
             "condition": run.condition.name}  # fmt: skip
 
 
@@ -280,8 +302,10 @@ def fit(opts: TrainOptions, rank: int = 0, world_size: int = 1, wrap_model: Call
             last = step + 1 == opts.steps
             if rank == 0:
                 _log(opts.out, metrics)
-                if last or (step + 1) % opts.checkpoint_every == 0:
-                    save_checkpoint(opts.out, run, extra["checkpoint_extra"])
+            if last or (step + 1) % opts.checkpoint_every == 0:
+                state = run.state_dict()  # under FSDP a collective: every rank gathers, rank 0 writes
+                if rank == 0:
+                    write_checkpoint(opts.out, state, extra["checkpoint_extra"])
             bar.update(task, advance=1, loss=metrics["loss"])
     return opts.out
 

@@ -86,8 +86,7 @@ def build_run(
     if not encoder.frozen and world_size > 1:
         raise ValueError("--unfreeze-vlm is single-process for now (the encoder is not data-parallel)")
     model = build_model(opts.config, data, _cond_dim(encoder)).to(device)
-    if wrap_model is not None:
-        model = wrap_model(model)
+    model = parallelize_run(model, opts, world_size, device, wrap_model)
     run = Run(opts, model, encoder, device)
     if state is not None:
         run.load_state_dict(state)
@@ -96,6 +95,16 @@ def build_run(
     loader = build_loader(cfg, rank, world_size, start_step=run.step, data=data)
     extra = {"losses_fn": training_losses, "checkpoint_extra": _checkpoint_extra(opts, data, model)}
     return run, loader, extra
+
+
+def parallelize_run(
+    model: Any, opts: TrainOptions, world_size: int, device: torch.device, ddp_wrap: Callable | None
+) -> Any:
+    """DDP or FSDP2 over the ranks, per-block activation checkpointing and compile (`train/parallel.py`)."""
+    from train.parallel import parallelize
+
+    return parallelize(model, opts.parallel, world_size, device, opts.activation_checkpointing,
+                       opts.compile, ddp_wrap)  # fmt: skip
 
 
 def _model_config(model: Any) -> Any:
