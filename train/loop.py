@@ -77,6 +77,15 @@ class TrainOptions(BaseModel):
         """Workers on Ray Train run elsewhere: every path is absolute."""
         return v.resolve()
 
+    @field_validator("config")
+    @classmethod
+    def _known_config(cls, v: str) -> str:
+        from train.configs import CONFIGS
+
+        if v not in CONFIGS:
+            raise ValueError(f"unknown model config {v!r}; known: {sorted(CONFIGS)}")
+        return v
+
     @model_validator(mode="after")
     def _resolve_condition(self) -> TrainOptions:
         """random-text by name (`small` is its old alias), else a local Qwen3-VL folder (made absolute)."""
