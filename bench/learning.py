@@ -153,6 +153,17 @@ def plot(result: dict, path: Path, others: list[dict] = ()) -> None:
     fig.savefig(path, dpi=90)
 
 
+def register_variant(base: str, settings: list[str]) -> str:
+    """Register `base` with ModelConfig fields replaced (FIELD=VALUE, validated by pydantic) under a new
+    name in `train.configs.CONFIGS` (this process only: the checkpoint stores the whole config)."""
+    from train.configs import CONFIGS, get_config
+
+    pairs = dict(item.split("=", 1) for item in settings)
+    name = base + "".join(f"+{k}={v}" for k, v in pairs.items())
+    CONFIGS[name] = get_config(base, name=name, **pairs)
+    return name
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="small")
@@ -166,14 +177,19 @@ def main() -> None:
     ap.add_argument("--root", type=Path, help="reuse a datasets root (holding catalog/) instead of building")
     ap.add_argument("--mixture", type=Path, default=REPO / "mixtures" / "ei30k.yaml")
     ap.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs' learning.json to plot")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="ModelConfig fields to override, e.g. latent_residual=true latent_loss_weight=0.5")
+    ap.add_argument("--warmup", type=int, help="warm-up steps (default: 5 %% of the steps)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.set:
+        args.config = register_variant(args.config, args.set)
     root = args.root or build_data(Path(tempfile.mkdtemp(prefix="learning-")), args.sources)
     args.out.mkdir(parents=True, exist_ok=True)
     opts = TrainOptions(mixture=args.mixture, root=root, out=args.out / "run", config=args.config,
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr, loader_workers=0,
-                        checkpoint_every=args.steps, progress=False)  # fmt: skip
+                        checkpoint_every=args.steps, progress=False, warmup=args.warmup)  # fmt: skip
     result = train_and_evaluate(opts, args.eval_every, args.samples, args.draws)
     result["root"] = str(root)
     (args.out / "learning.json").write_text(json.dumps(result, indent=1))

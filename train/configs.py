@@ -48,6 +48,17 @@ class ModelConfig(BaseModel):
     # Flow-matching time law: t = 0.001 + 0.999 Beta(1.5, 1) ("beta") or sigmoid(N(0, 1)) ("logit_normal").
     time_sampling: Literal["beta", "logit_normal"] = "beta"
     euler_steps: int = Field(default=4, gt=0)
+    # What the flow generates (train.flow, docs/TRAINING.md "Residual parameterisation and loss weights"):
+    # the chunk relative to the last history action, the future latent relative to o_t (each times its scale,
+    # so that the flow's data has about unit spread), or (False) the normalised values themselves.
+    action_residual: bool = False
+    latent_residual: bool = False
+    action_residual_scale: float = Field(default=1.0, gt=0)
+    latent_residual_scale: float = Field(default=1.0, gt=0)
+    # Weights of the action terms (policy, inverse dynamics) and latent terms (forward dynamics, visual
+    # forecasting) in the total loss; the logged per-task losses stay unweighted.
+    action_loss_weight: float = Field(default=1.0, ge=0)
+    latent_loss_weight: float = Field(default=1.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
