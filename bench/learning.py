@@ -177,8 +177,13 @@ def main() -> None:
     ap.add_argument("--root", type=Path, help="reuse a datasets root (holding catalog/) instead of building")
     ap.add_argument("--mixture", type=Path, default=REPO / "mixtures" / "ei30k.yaml")
     ap.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs' learning.json to plot")
-    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                    help="ModelConfig fields to override, e.g. latent_residual=true latent_loss_weight=0.5")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="ModelConfig fields to override, e.g. latent_residual=true latent_loss_weight=0.5",
+    )
     ap.add_argument("--warmup", type=int, help="warm-up steps (default: 5 %% of the steps)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()

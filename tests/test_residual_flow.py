@@ -25,7 +25,9 @@ from train.flow import (
 from train.model import LDAModel
 
 RESIDUAL = CONFIGS["tiny"].model_copy(
-    update=dict(action_residual=True, latent_residual=True, action_residual_scale=3.0, latent_residual_scale=5.0)
+    update=dict(
+        action_residual=True, latent_residual=True, action_residual_scale=3.0, latent_residual_scale=5.0
+    )  # fmt: skip
 )
 
 
@@ -46,7 +48,8 @@ def _norm(batch) -> Normalizer:
     vec = lambda lo, hi, n=VECTOR_DIM: rng.uniform(lo, hi, n).tolist()  # noqa: E731
     lat = batch.future_latents.shape[-1]
     return Normalizer(state_mean=vec(-0.2, 0.2), state_std=vec(0.05, 0.3), action_mean=vec(-0.02, 0.02),
-                      action_std=vec(0.005, 0.05), latent_mean=[0.0] * lat, latent_std=[1.0] * lat)  # fmt: skip
+                      action_std=vec(0.005, 0.05), latent_mean=[0.0] * lat,
+                      latent_std=[1.0] * lat)  # fmt: skip
 
 
 def test_zero_change_reproduces_copy_current_and_repeat_last():
@@ -137,7 +140,8 @@ def test_residual_policy_input_ignores_future_masks():
             p.add_(0.05 * torch.randn_like(p))
     batch, cond = random_batch(RESIDUAL, 8, tasks=[0] * 8), random_cond(RESIDUAL, 8)
     future = random_batch(RESIDUAL, 8, tasks=[0] * 8)
-    future.action_mask = torch.rand(future.action_mask.shape, generator=torch.Generator().manual_seed(4)) < 0.5
+    g = torch.Generator().manual_seed(4)
+    future.action_mask = torch.rand(future.action_mask.shape, generator=g) < 0.5
     future.future_latents.normal_()
     outputs = []
     handle = model.register_forward_hook(lambda _m, _i, out: outputs.append(out[0].detach()))
