@@ -89,6 +89,8 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
         metrics = train_step(run, batch, step, 0, extra["losses_fn"])
         times.append(time.perf_counter() - started)
         losses.append({"step": step, "loss": metrics["loss"], **metrics["tasks"]})
+        if (step + 1) % 50 == 0:
+            print(f"step {step + 1} loss {metrics['loss']:.4f} {1000 * times[-1]:.0f} ms", flush=True)
         if (step + 1) % eval_every == 0 or step + 1 == opts.steps:
             save_checkpoint(opts.out, run, extra["checkpoint_extra"])
             report = evaluate(opts.out, n=samples, draws=draws)
@@ -156,11 +158,11 @@ def plot(result: dict, path: Path, others: list[dict] = ()) -> None:
 def register_variant(base: str, settings: list[str]) -> str:
     """Register `base` with ModelConfig fields replaced (FIELD=VALUE, validated by pydantic) under a new
     name in `train.configs.CONFIGS` (this process only: the checkpoint stores the whole config)."""
-    from train.configs import CONFIGS, get_config
+    from train.configs import CONFIGS, ModelConfig
 
     pairs = dict(item.split("=", 1) for item in settings)
     name = base + "".join(f"+{k}={v}" for k, v in pairs.items())
-    CONFIGS[name] = get_config(base, name=name, **pairs)
+    CONFIGS[name] = ModelConfig.model_validate({**CONFIGS[base].model_dump(), **pairs, "name": name})
     return name
 
 

@@ -149,3 +149,44 @@ def test_residual_policy_input_ignores_future_masks():
     handle.remove()
     assert torch.equal(outputs[0], outputs[1]) and outputs[0].abs().max() > 1e-3
     assert losses[0].per_task["policy"] != losses[1].per_task["policy"]
+
+
+def test_untrained_data_prediction_model_is_exactly_the_baselines():
+    """prediction="data" with residuals: the zero-initialised heads predict no change, so the untrained
+    model's forecast is o_t bit for bit and its chunk is a_{t-1} wherever that exists."""
+    config = RESIDUAL.model_copy(update=dict(prediction="data"))
+    torch.manual_seed(0)
+    model = LDAModel(config)
+    batch, cond = random_batch(config, 6, seed=2), random_cond(config, 6)
+    future = predict_future(model, batch, *cond, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(future, latent_baselines(batch)["copy_current"])
+    actions = sample_actions(model, batch, *cond, generator=torch.Generator().manual_seed(1))
+    has_last = (batch.history_mask[:, -1] & batch.action_dims)[:, None, :].expand_as(actions)
+    last = batch.history_actions[:, -1][:, None, :].expand_as(actions)
+    assert has_last.any() and torch.equal(actions[has_last], last[has_last])
+
+
+def test_data_prediction_loss_and_samplers():
+    """The oracle that outputs the clean flow data has zero loss under prediction="data", and the samplers
+    integrate it back to the absolute data; its loss is the data MSE (a zero output costs mean(y^2))."""
+    config = RESIDUAL.model_copy(update=dict(prediction="data"))
+    batch, cond = random_batch(config, 8, seed=5), random_cond(config, 8)
+
+    class Oracle(ExactResidualVelocity):
+        def forward(self, **_):
+            return self.y_a, self.y_o
+
+    oracle = Oracle(config, batch)
+    assert float(training_losses(oracle, batch, *cond, torch.Generator().manual_seed(0)).total) == 0.0
+    actions = sample_actions(oracle, batch, *cond, steps=3, generator=torch.Generator().manual_seed(1))
+    real = batch.action_mask & batch.action_dims[:, None, :]
+    torch.testing.assert_close(actions[real], batch.actions[real], atol=1e-5, rtol=1e-5)
+    future = predict_future(oracle, batch, *cond, steps=3, generator=torch.Generator().manual_seed(1))
+    fv = batch.future_valid
+    torch.testing.assert_close(future[fv], batch.future_latents[fv], atol=1e-5, rtol=1e-5)
+    zero = Oracle(config, batch)
+    zero.y_a, zero.y_o = torch.zeros_like(oracle.y_a), torch.zeros_like(oracle.y_o)
+    losses = training_losses(zero, batch, *cond, torch.Generator().manual_seed(0))
+    fd = (batch.task == 1) & fv
+    expected = float(oracle.y_o[fd].square().mean())
+    assert abs(losses.per_task["forward_dynamics"] - expected) < 1e-5 * expected

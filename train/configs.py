@@ -55,6 +55,10 @@ class ModelConfig(BaseModel):
     latent_residual: bool = False
     action_residual_scale: float = Field(default=1.0, gt=0)
     latent_residual_scale: float = Field(default=1.0, gt=0)
+    # What the heads output: the velocity eps - x ("velocity"), or the flow's clean data x ("data"; the
+    # velocity is (x_t - x) / t, the loss the data MSE). With zero-initialised heads, "data" starts at x = 0,
+    # which under the residuals above is "no change": the repeat-last / copy-current baselines.
+    prediction: Literal["velocity", "data"] = "velocity"
     # Weights of the action terms (policy, inverse dynamics) and latent terms (forward dynamics, visual
     # forecasting) in the total loss; the logged per-task losses stay unweighted.
     action_loss_weight: float = Field(default=1.0, ge=0)

@@ -184,8 +184,11 @@ def training_losses(
         cond_tokens=cond_tokens,
         cond_mask=cond_mask,
     )
-    err_a = (v_action.float() - (eps_a - x_a)).square()
-    err_o = (v_obs.float() - (eps_o - x_o)).square()
+    if config.prediction == "data":  # the heads give the clean data itself
+        err_a, err_o = (v_action.float() - x_a).square(), (v_obs.float() - x_o).square()
+    else:
+        err_a = (v_action.float() - (eps_a - x_a)).square()
+        err_o = (v_obs.float() - (eps_o - x_o)).square()
     first_k = torch.arange(config.chunk, device=device) < config.future_obs_index
     real = batch.action_mask & batch.action_dims[:, None, :]  # never a target the model was told is absent
     groups = [policy, fd & has_future, inv & has_future, vf & has_future]
@@ -224,8 +227,14 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 def _velocity(
     model: nn.Module, batch: Batch, cond: tuple[Tensor, Tensor], **slots: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """The model on the batch's context; `slots` gives future_slot, actions_in, t_action, t_obs, task."""
-    return model(**context_inputs(batch), cond_tokens=cond[0], cond_mask=cond[1], **slots)
+    """The model on the batch's context; `slots` gives future_slot, actions_in, t_action, t_obs, task.
+    Returns velocities: a "data" model's clean estimate x becomes (x_t - x) / t (t > 0 in the samplers)."""
+    v_action, v_obs = model(**context_inputs(batch), cond_tokens=cond[0], cond_mask=cond[1], **slots)
+    if model_config(model).prediction == "data":
+        t_a, t_o = slots["t_action"].clamp_min(T_MIN), slots["t_obs"].clamp_min(T_MIN)
+        v_action = (slots["actions_in"] - v_action.float()) / t_a[:, None, None]
+        v_obs = (slots["future_slot"] - v_obs.float()) / t_o[:, None, None]
+    return v_action, v_obs
 
 
 @torch.no_grad()
