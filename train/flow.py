@@ -4,6 +4,12 @@ Convention (lda-model.md 0.2): x_t = (1 - t) x + t eps, eps ~ N(0, I); t = 1 is 
 the model predicts the velocity, target eps - x; t = 0.001 + 0.999 Beta(1.5, 1); a clean conditioning
 modality is marked with t = 0. Euler from t = 1 to 0: x <- x - (1 / steps) v(x, t).
 
+Optionally (ModelConfig `action_residual` / `latent_residual`, `prediction="data"`) the flow's data is the
+change from the present (chunk minus a_{t-1}, future latent minus o_t, scaled) and the heads output that
+data instead of the velocity; the samplers always return absolute normalised values
+(`actions_to_flow` / `actions_from_flow`, docs/TRAINING.md). The total loss weights action and latent terms
+(`weighted_total`).
+
 Tasks are per-sample ids (never a reordering of the batch); each task's loss is a masked mean over its
 real values, and an empty group gives exactly 0:
 
