@@ -151,7 +151,7 @@ def plot(result: dict, path: Path, others: list[dict] = ()) -> None:
             if value is not None:
                 ax.axhline(value, ls="--", color=f"C{i + len(runs)}", label=name)
         metric = next(m for t, _, m in EVAL_TASKS if t == task)
-        ax.set(title=task, xlabel="step", ylabel=metric)
+        ax.set(title=task, xlabel="step", ylabel=metric, yscale="log")  # the zero / mean lines sit far above
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
