@@ -89,6 +89,8 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
         metrics = train_step(run, batch, step, 0, extra["losses_fn"])
         times.append(time.perf_counter() - started)
         losses.append({"step": step, "loss": metrics["loss"], **metrics["tasks"]})
+        if (step + 1) % 50 == 0:
+            print(f"step {step + 1} loss {metrics['loss']:.4f} {1000 * times[-1]:.0f} ms", flush=True)
         if (step + 1) % eval_every == 0 or step + 1 == opts.steps:
             save_checkpoint(opts.out, run, extra["checkpoint_extra"])
             report = evaluate(opts.out, n=samples, draws=draws)
@@ -99,11 +101,13 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
     return {"config": opts.config, "params": params, "steps": opts.steps, "batch_size": opts.batch_size,
             "lr": opts.lr, "ms_per_step_median": 1000 * ms[len(ms) // 2], "eval_samples": samples,
             "draws": draws, "points": points, "losses": losses,
-            "first_beaten": first_beaten(points)}  # fmt: skip
+            "first_beaten": first_beaten(points),
+            "first_beaten_1step": first_beaten(points, "model_1step")}  # fmt: skip
 
 
-def first_beaten(points: list[dict]) -> dict[str, dict[str, int | None]]:
-    """{task: {baseline: the first eval step whose model error is below it, or None}}."""
+def first_beaten(points: list[dict], key: str = "model") -> dict[str, dict[str, int | None]]:
+    """{task: {baseline: the first eval step whose model error (`key`: the sampled "model" or the
+    one-step "model_1step") is below it, or None}}."""
     out: dict[str, dict[str, int | None]] = {}
     for point in points:
         for task, figs in point["tasks"].items():
@@ -112,7 +116,7 @@ def first_beaten(points: list[dict]) -> dict[str, dict[str, int | None]]:
                 if name in NOT_BASELINES:
                     continue
                 row.setdefault(name, None)
-                if row[name] is None and None not in (value, figs["model"]) and figs["model"] < value:
+                if row[name] is None and None not in (value, figs[key]) and figs[key] < value:
                     row[name] = point["step"]
     return out
 
@@ -147,10 +151,21 @@ def plot(result: dict, path: Path, others: list[dict] = ()) -> None:
             if value is not None:
                 ax.axhline(value, ls="--", color=f"C{i + len(runs)}", label=name)
         metric = next(m for t, _, m in EVAL_TASKS if t == task)
-        ax.set(title=task, xlabel="step", ylabel=metric)
+        ax.set(title=task, xlabel="step", ylabel=metric, yscale="log")  # the zero / mean lines sit far above
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+
+
+def register_variant(base: str, settings: list[str]) -> str:
+    """Register `base` with ModelConfig fields replaced (FIELD=VALUE, validated by pydantic) under a new
+    name in `train.configs.CONFIGS` (this process only: the checkpoint stores the whole config)."""
+    from train.configs import CONFIGS, ModelConfig
+
+    pairs = dict(item.split("=", 1) for item in settings)
+    name = base + "".join(f"+{k}={v}" for k, v in pairs.items())
+    CONFIGS[name] = ModelConfig.model_validate({**CONFIGS[base].model_dump(), **pairs, "name": name})
+    return name
 
 
 def main() -> None:
@@ -166,14 +181,24 @@ def main() -> None:
     ap.add_argument("--root", type=Path, help="reuse a datasets root (holding catalog/) instead of building")
     ap.add_argument("--mixture", type=Path, default=REPO / "mixtures" / "ei30k.yaml")
     ap.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs' learning.json to plot")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="ModelConfig fields to override, e.g. latent_residual=true latent_loss_weight=0.5",
+    )
+    ap.add_argument("--warmup", type=int, help="warm-up steps (default: 5 %% of the steps)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.set:
+        args.config = register_variant(args.config, args.set)
     root = args.root or build_data(Path(tempfile.mkdtemp(prefix="learning-")), args.sources)
     args.out.mkdir(parents=True, exist_ok=True)
     opts = TrainOptions(mixture=args.mixture, root=root, out=args.out / "run", config=args.config,
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr, loader_workers=0,
-                        checkpoint_every=args.steps, progress=False)  # fmt: skip
+                        checkpoint_every=args.steps, progress=False, warmup=args.warmup)  # fmt: skip
     result = train_and_evaluate(opts, args.eval_every, args.samples, args.draws)
     result["root"] = str(root)
     (args.out / "learning.json").write_text(json.dumps(result, indent=1))
@@ -182,6 +207,7 @@ def main() -> None:
     ms = result["ms_per_step_median"]
     print(f"{args.config}: {result['params']:,} parameters, {ms:.0f} ms/step median")
     print("first eval step beating each baseline:", json.dumps(result["first_beaten"]))
+    print("the same, one Euler step:", json.dumps(result["first_beaten_1step"]))
     print(f"wrote {args.out / 'learning.json'} and {args.out / 'learning.png'}")
 
 

@@ -48,6 +48,21 @@ class ModelConfig(BaseModel):
     # Flow-matching time law: t = 0.001 + 0.999 Beta(1.5, 1) ("beta") or sigmoid(N(0, 1)) ("logit_normal").
     time_sampling: Literal["beta", "logit_normal"] = "beta"
     euler_steps: int = Field(default=4, gt=0)
+    # What the flow generates (train.flow, docs/TRAINING.md "Residual parameterisation and loss weights"):
+    # the chunk relative to the last history action, the future latent relative to o_t (each times its scale,
+    # so that the flow's data has about unit spread), or (False) the normalised values themselves.
+    action_residual: bool = False
+    latent_residual: bool = False
+    action_residual_scale: float = Field(default=1.0, gt=0)
+    latent_residual_scale: float = Field(default=1.0, gt=0)
+    # What the heads output: the velocity eps - x ("velocity"), or the flow's clean data x ("data"; the
+    # velocity is (x_t - x) / t, the loss the data MSE). With zero-initialised heads, "data" starts at x = 0,
+    # which under the residuals above is "no change": the repeat-last / copy-current baselines.
+    prediction: Literal["velocity", "data"] = "velocity"
+    # Weights of the action terms (policy, inverse dynamics) and latent terms (forward dynamics, visual
+    # forecasting) in the total loss; the logged per-task losses stay unweighted.
+    action_loss_weight: float = Field(default=1.0, ge=0)
+    latent_loss_weight: float = Field(default=1.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -78,8 +93,21 @@ CONFIGS: dict[str, ModelConfig] = {
         name="tiny", hidden=64, layers=2, heads=4, latent_dim=32, cond_dim=32, n_sink_tokens=4
     ),
     # CPU learning benchmark (bench/learning.py): as wide as the ViT-S/16 latent (384), so the visual stream
-    # can carry the present frame into the forecast; 2 layers, 6 heads x 64 to stay fast on 2 cores.
-    "small": ModelConfig(name="small", hidden=384, layers=2, heads=6, cond_dim=32, n_sink_tokens=4),
+    # can carry the present frame into the forecast; 2 layers, 6 heads x 64 to stay fast on 2 cores. It
+    # generates the change from the present and predicts the data (untrained = repeat-last / copy-current):
+    # at equal steps on the real samples far closer to the baselines than absolute velocity (BENCHMARKS).
+    "small": ModelConfig(
+        name="small",
+        hidden=384,
+        layers=2,
+        heads=6,
+        cond_dim=32,
+        n_sink_tokens=4,
+        action_residual=True,
+        latent_residual=True,
+        latent_residual_scale=2.5,
+        prediction="data",
+    ),
     # About 0.50 B parameters: narrower and shallower than 1b, head dim 64.
     "0.5b": ModelConfig(name="0.5b", hidden=896, layers=12, heads=14, dropout=0.1),
     # LDA-1B's DiT-L: D 1536, 16 layers, 32 heads x 48, cross-attention to Qwen3-VL-4B (2560); 1.78 B

@@ -4,6 +4,12 @@ Convention (lda-model.md 0.2): x_t = (1 - t) x + t eps, eps ~ N(0, I); t = 1 is 
 the model predicts the velocity, target eps - x; t = 0.001 + 0.999 Beta(1.5, 1); a clean conditioning
 modality is marked with t = 0. Euler from t = 1 to 0: x <- x - (1 / steps) v(x, t).
 
+Optionally (ModelConfig `action_residual` / `latent_residual`, `prediction="data"`) the flow's data is the
+change from the present (chunk minus a_{t-1}, future latent minus o_t, scaled) and the heads output that
+data instead of the velocity; the samplers always return absolute normalised values
+(`actions_to_flow` / `actions_from_flow`, docs/TRAINING.md). The total loss weights action and latent terms
+(`weighted_total`).
+
 Tasks are per-sample ids (never a reordering of the batch); each task's loss is a masked mean over its
 real values, and an empty group gives exactly 0:
 
@@ -66,6 +72,58 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, values, 0.0).sum() / mask.sum().clamp_min(1)
 
 
+# --------------------------------------------------------------------------------------------------
+# What the flow generates: absolute (normalised) values, or the change from the present
+# --------------------------------------------------------------------------------------------------
+
+
+def action_reference(batch: Batch, config: ModelConfig) -> Tensor:
+    """[B, 1, A]: what the chunk is generated relative to. `action_residual`: the last history action
+    a_{t-1} (normalised; where it is masked, 0 = the training mean), an input of time t; else 0."""
+    if not config.action_residual:
+        return torch.zeros_like(batch.actions[:, :1])
+    last = torch.where(batch.history_mask[:, -1], batch.history_actions[:, -1], 0.0)
+    return last[:, None, :]
+
+
+def latent_reference(batch: Batch, config: ModelConfig) -> Tensor:
+    """[B, N, L]: what the future latent is generated relative to: o_t (`latent_residual`), else 0."""
+    if not config.latent_residual:
+        return torch.zeros_like(batch.future_latents)
+    return batch.obs_latents[:, -1]
+
+
+def actions_to_flow(actions: Tensor, batch: Batch, config: ModelConfig) -> Tensor:
+    """Normalised chunk -> the flow's data: (a - reference) x scale. Missing values (stored as 0) are not
+    filled from `action_mask`: that mask is of the future and must not shape the policy's input."""
+    scale = config.action_residual_scale if config.action_residual else 1.0
+    return (actions - action_reference(batch, config)) * scale
+
+
+def actions_from_flow(y: Tensor, batch: Batch, config: ModelConfig) -> Tensor:
+    """The flow's data -> normalised chunk (the inverse of `actions_to_flow`)."""
+    scale = config.action_residual_scale if config.action_residual else 1.0
+    return y / scale + action_reference(batch, config)
+
+
+def latents_to_flow(latents: Tensor, batch: Batch, config: ModelConfig) -> Tensor:
+    scale = config.latent_residual_scale if config.latent_residual else 1.0
+    return (latents - latent_reference(batch, config)) * scale
+
+
+def latents_from_flow(y: Tensor, batch: Batch, config: ModelConfig) -> Tensor:
+    scale = config.latent_residual_scale if config.latent_residual else 1.0
+    return y / scale + latent_reference(batch, config)
+
+
+def weighted_total(task_losses: Tensor, config: ModelConfig) -> Tensor:
+    """The loss to minimise: action terms (policy, inverse dynamics) x `action_loss_weight`, latent terms
+    (forward dynamics, visual forecasting) x `latent_loss_weight`; `task_losses` in TASK_NAMES order."""
+    wa, wl = config.action_loss_weight, config.latent_loss_weight
+    weights = torch.tensor([wa, wl, wa, wl], dtype=task_losses.dtype, device=task_losses.device)
+    return (task_losses * weights).sum()
+
+
 @dataclass
 class Losses:
     """`total` for backward; per-task losses and sample counts stay on device until read (one sync)."""
@@ -119,18 +177,24 @@ def training_losses(
     t_o = torch.where(fd | vf, sample_time(len(batch), config.time_sampling, generator).to(device), 0.0)
     eps_a = torch.randn(batch.actions.shape, generator=generator, device=generator.device).to(device)
     eps_o = torch.randn(batch.future_latents.shape, generator=generator, device=generator.device).to(device)
+    # The flow's data (the values themselves, or their change from the present: `actions_to_flow`).
+    x_a = actions_to_flow(batch.actions, batch, config)
+    x_o = latents_to_flow(batch.future_latents, batch, config)
     v_action, v_obs = model(
         **context_inputs(batch),
-        future_slot=interpolate(batch.future_latents, eps_o, t_o),
-        actions_in=interpolate(batch.actions, eps_a, t_a),
+        future_slot=interpolate(x_o, eps_o, t_o),
+        actions_in=interpolate(x_a, eps_a, t_a),
         t_action=t_a,
         t_obs=t_o,
         task=task,
         cond_tokens=cond_tokens,
         cond_mask=cond_mask,
     )
-    err_a = (v_action.float() - (eps_a - batch.actions)).square()
-    err_o = (v_obs.float() - (eps_o - batch.future_latents)).square()
+    if config.prediction == "data":  # the heads give the clean data itself
+        err_a, err_o = (v_action.float() - x_a).square(), (v_obs.float() - x_o).square()
+    else:
+        err_a = (v_action.float() - (eps_a - x_a)).square()
+        err_o = (v_obs.float() - (eps_o - x_o)).square()
     first_k = torch.arange(config.chunk, device=device) < config.future_obs_index
     real = batch.action_mask & batch.action_dims[:, None, :]  # never a target the model was told is absent
     groups = [policy, fd & has_future, inv & has_future, vf & has_future]
@@ -143,7 +207,7 @@ def training_losses(
         ]
     )
     return Losses(
-        total=task_losses.sum(),
+        total=weighted_total(task_losses, config),
         task_losses=task_losses.detach(),
         task_counts=torch.stack([g.sum() for g in groups]),
         dropped=((task != POLICY) & ~has_future).sum(),
@@ -169,8 +233,14 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 def _velocity(
     model: nn.Module, batch: Batch, cond: tuple[Tensor, Tensor], **slots: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """The model on the batch's context; `slots` gives future_slot, actions_in, t_action, t_obs, task."""
-    return model(**context_inputs(batch), cond_tokens=cond[0], cond_mask=cond[1], **slots)
+    """The model on the batch's context; `slots` gives future_slot, actions_in, t_action, t_obs, task.
+    Returns velocities: a "data" model's clean estimate x becomes (x_t - x) / t (t > 0 in the samplers)."""
+    v_action, v_obs = model(**context_inputs(batch), cond_tokens=cond[0], cond_mask=cond[1], **slots)
+    if model_config(model).prediction == "data":
+        t_a, t_o = slots["t_action"].clamp_min(T_MIN), slots["t_obs"].clamp_min(T_MIN)
+        v_action = (slots["actions_in"] - v_action.float()) / t_a[:, None, None]
+        v_obs = (slots["future_slot"] - v_obs.float()) / t_o[:, None, None]
+    return v_action, v_obs
 
 
 @torch.no_grad()
@@ -190,7 +260,8 @@ def sample_actions(
     dimensions); `batch.task`, `batch.actions` and `batch.action_mask` are ignored. Dimensions outside
     `batch.action_dims` come back as 0.
     """
-    steps = steps or model_config(model).euler_steps
+    config = model_config(model)
+    steps = steps or config.euler_steps
     b, device = len(batch), batch.actions.device
     dims = batch.action_dims[:, None, :]
     x = torch.randn(batch.actions.shape, generator=generator, device=_gen_device(generator, device)).to(
@@ -199,14 +270,15 @@ def sample_actions(
     x = x * dims
     task = torch.full((b,), INVERSE_DYNAMICS if inverse else POLICY, dtype=torch.long, device=device)
     zeros = torch.zeros(b, device=device)
-    empty_slot = batch.future_latents if inverse else torch.zeros_like(batch.future_latents)
+    future = latents_to_flow(batch.future_latents, batch, config)
+    empty_slot = future if inverse else torch.zeros_like(batch.future_latents)
     with eval_mode(model):
         for k in range(steps):
             t = torch.full((b,), 1.0 - k / steps, device=device)
             slots = dict(future_slot=empty_slot, actions_in=x, t_action=t, t_obs=zeros, task=task)
             v, _ = _velocity(model, batch, (cond_tokens, cond_mask), **slots)
             x = (x - v.float() / steps) * dims
-    return x
+    return actions_from_flow(x, batch, config) * dims
 
 
 @torch.no_grad()
@@ -219,19 +291,21 @@ def predict_future(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Forward dynamics: the future latent [B, N, L] from noise, given the clean `batch.actions` (t = 0)."""
-    steps = steps or model_config(model).euler_steps
+    config = model_config(model)
+    steps = steps or config.euler_steps
     b, device = len(batch), batch.actions.device
     shape = batch.future_latents.shape
+    actions = actions_to_flow(batch.actions, batch, config)
     x = torch.randn(shape, generator=generator, device=_gen_device(generator, device)).to(device)
     task = torch.full((b,), FORWARD_DYNAMICS, dtype=torch.long, device=device)
     zeros = torch.zeros(b, device=device)
     with eval_mode(model):
         for k in range(steps):
             t = torch.full((b,), 1.0 - k / steps, device=device)
-            slots = dict(future_slot=x, actions_in=batch.actions, t_action=zeros, t_obs=t, task=task)
+            slots = dict(future_slot=x, actions_in=actions, t_action=zeros, t_obs=t, task=task)
             _, v = _velocity(model, batch, (cond_tokens, cond_mask), **slots)
             x = x - v.float() / steps
-    return x
+    return latents_from_flow(x, batch, config)
 
 
 def _gen_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
