@@ -49,6 +49,9 @@ class Batch:
     dataset: list[str]
     episode_index: torch.Tensor  # int64 [B]
     frame_index: torch.Tensor  # int64 [B]
+    # Each sample's embodiment: an id into the names the model was built with (`ModelConfig.embodiments`),
+    # from its dataset's meta/info.json `robot_type`. Only per-embodiment action heads read it.
+    embodiment: torch.Tensor | None = None  # int64 [B]
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
         moved = {}
@@ -67,7 +70,7 @@ class Batch:
 
     def slice(self, start: int, stop: int) -> Batch:
         """Samples start..stop-1 (micro-batches for gradient accumulation, a rank's share of a batch)."""
-        return Batch(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+        return Batch(**{f.name: _take(getattr(self, f.name), slice(start, stop)) for f in fields(self)})
 
     def select(self, index: torch.Tensor) -> Batch:
         """The samples at `index` (int64 [K]), in that order (one task's samples, for evaluation)."""
@@ -75,10 +78,14 @@ class Batch:
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            picked[f.name] = (
-                value[index.to(value.device)] if torch.is_tensor(value) else [value[i] for i in rows]
-            )
+            if value is not None:
+                value = value[index.to(value.device)] if torch.is_tensor(value) else [value[i] for i in rows]
+            picked[f.name] = value
         return Batch(**picked)
 
     def __len__(self) -> int:
         return int(self.task.shape[0])
+
+
+def _take(value: object, part: slice) -> object:
+    return None if value is None else value[part]  # type: ignore[index]

@@ -47,6 +47,12 @@ def launch(
     num_workers: Annotated[int, typer.Option(help="Data-parallel workers on Ray Train.")] = 1,
     address: Annotated[str | None, typer.Option(help="Join this Ray cluster.")] = None,
     condition: Annotated[str, typer.Option(help='"small" or a local Qwen3-VL folder.')] = "small",
+    action_heads: Annotated[
+        str, typer.Option(help="Action encoders/head: shared, or per_embodiment (one set per robot_type).")
+    ] = "shared",
+    normalizer: Annotated[
+        str, typer.Option(help="State/action normalisation: mean_std, or quantile (q01/q99 -> -1/1).")
+    ] = "mean_std",
     progress: Annotated[bool, typer.Option(help="Show a progress line.")] = True,
 ) -> None:
     """Train on a mixture: print the resolved plan, then train (resumable, data-parallel on Ray)."""
@@ -56,7 +62,7 @@ def launch(
         mixture=mixture, root=root, out=out, config=config, steps=steps, batch_size=batch_size,
         grad_accum=grad_accum, lr=lr, seed=seed, resume=resume, checkpoint_every=checkpoint_every,
         loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
-        progress=progress,
+        progress=progress, action_heads=action_heads, normalizer=normalizer,
     )  # fmt: skip
     _print_plan(mixture, root)
     from train.distributed import launch as run_launch

@@ -128,7 +128,7 @@ def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     """Score the run's last checkpoint and the baselines on `n` held-out samples of the mixture (default:
     the run's); the model's errors are averaged over `draws` noise draws."""
     from train.data import build_eval_samples
-    from train.setup import condition_encoder, data_config
+    from train.setup import condition_encoder, data_config, run_embodiments
 
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
@@ -138,7 +138,8 @@ def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
                                    "loader_workers": 0, "seed": seed})  # fmt: skip
     encoder = condition_encoder(opts, device)
     tasks = tuple(t for t, _, _ in EVAL_TASKS)
-    batches = build_eval_samples(data_config(opts, 1), n, normalizer=norm, tasks=tasks)
+    batches = build_eval_samples(data_config(opts, 1), n, normalizer=norm, tasks=tasks,
+                                 embodiments=run_embodiments(state))  # fmt: skip
     gens = [torch.Generator(device=device).manual_seed(seed * 1000 + d) for d in range(draws)]
     sums = _Sums()
     for batch in batches:

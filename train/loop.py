@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -50,6 +50,8 @@ class TrainOptions(BaseModel):
     num_workers: int = Field(1, gt=0, description="data-parallel workers (Ray Train) ")
     address: str | None = None
     condition: str = Field("small", description='"small" (CPU text encoder) or a local Qwen3-VL folder')
+    action_heads: Literal["shared", "per_embodiment"] = "shared"  # see ModelConfig.action_heads
+    normalizer: Literal["mean_std", "quantile"] = "mean_std"  # state / action normalisation (train.data)
     progress: bool = True
 
     @field_validator("mixture", "root", "out")
