@@ -161,3 +161,32 @@ def test_two_ray_train_workers_match_one_process(root: Path, both: Path, tmp_pat
     for a, b in zip(one, two, strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
+
+
+def test_per_embodiment_heads_and_quantile_normaliser_reach_the_run(root: Path, both: Path, tmp_path: Path):
+    """`--action-heads per_embodiment --normalizer quantile`: the checkpoint, run.json and normalizer.json
+    record both, so `train eval` and `--resume` rebuild the same model and normaliser."""
+    import torch
+
+    out = tmp_path / "run"
+    args = ["launch", "--mixture", str(both), "--root", str(root), "--out", str(out), "--steps", "3",
+            "--batch-size", "8", "--loader-workers", "0", "--no-progress", "--action-heads", "per_embodiment",
+            "--normalizer", "quantile"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    robot = json.loads((root / "hands/meta/info.json").read_text())["robot_type"]
+    assert state["model_config"]["action_heads"] == "per_embodiment"
+    assert state["model_config"]["embodiments"] == [robot]
+    assert state["model"]["history_in.weight"].shape == (1, 64, 2 * 146)  # one copy per embodiment
+    assert (
+        state["normalizer"]["mode"] == "quantile" == json.loads((out / "normalizer.json").read_text())["mode"]
+    )
+    assert json.loads((out / "run.json").read_text())["options"]["action_heads"] == "per_embodiment"
+    ev = CliRunner().invoke(app, ["eval", "--run", str(out), "--samples", "8", "--draws", "1"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads((out / "eval.json").read_text())["policy_action_l1"] > 0
+    with pytest.raises(ValueError, match="--normalizer quantile"):
+        fit(_opts(root, both, out, steps=5, resume=True, action_heads="per_embodiment"))
+    fit(_opts(root, both, out, steps=5, resume=True, action_heads="per_embodiment", normalizer="quantile"))
+    assert [r["step"] for r in _metrics(out)] == list(range(5))
