@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from catalog.index import build
 from catalog.mixture import write_mixture
 from schemas.catalog import Mixture, MixtureEntry
 from tests.fixtures.training import training_root
@@ -186,6 +188,14 @@ def test_per_embodiment_heads_and_quantile_normaliser_reach_the_run(root: Path, 
     ev = CliRunner().invoke(app, ["eval", "--run", str(out), "--samples", "8", "--draws", "1"])
     assert ev.exit_code == 0, ev.output
     assert json.loads((out / "eval.json").read_text())["policy_action_l1"] > 0
+    other = tmp_path / "root"  # the same data, but the video copy is another embodiment
+    shutil.copytree(root, other)
+    info = json.loads((other / "video/meta/info.json").read_text())
+    (other / "video/meta/info.json").write_text(json.dumps({**info, "robot_type": "other_robot"}))
+    build(other)
+    ev = CliRunner().invoke(app, ["eval", "--run", str(out), "--root", str(other), "--samples", "8"])
+    assert ev.exit_code == 2
+    assert "video: embodiment 'other_robot' was not seen when the model was built" in ev.output
     with pytest.raises(ValueError, match="--normalizer quantile"):
         fit(_opts(root, both, out, steps=5, resume=True, action_heads="per_embodiment"))
     fit(_opts(root, both, out, steps=5, resume=True, action_heads="per_embodiment", normalizer="quantile"))

@@ -92,7 +92,11 @@ def eval_cmd(
     from catalog.query import console
     from train.evaluate import EVAL_JSON, evaluate, report_tables
 
-    report = evaluate(run, mixture, root, samples, steps, draws=draws)
+    try:
+        report = evaluate(run, mixture, root, samples, steps, draws=draws)
+    except (FileNotFoundError, ValueError) as e:  # DataError: e.g. an embodiment the run's model lacks
+        typer.echo(f"train eval: {e}", err=True)
+        raise typer.Exit(2) from None
 
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.5f}"
