@@ -268,9 +268,10 @@ def test_action_dims_are_the_cards_at_every_frame(root: Path, data: TrainingData
 # --------------------------------------------------------------------------- normalisation
 
 
-def _all_frames(root: Path, ds: str, key: str) -> np.ndarray:
-    """Every frame's values of `key`, NaN where its mask is False."""
-    raws = [raw_episode(root, ds, e["episode_index"]) for e in episodes_jsonl(root, ds)]
+def _all_frames(root: Path, ds: str, key: str, every: int = 1) -> np.ndarray:
+    """Every frame's values of `key` (of every `every`-th episode), NaN where its mask is False."""
+    eps = sorted(e["episode_index"] for e in episodes_jsonl(root, ds))[::every]
+    raws = [raw_episode(root, ds, e) for e in eps]
     mask = "observation.state_mask" if key == "observation.state" else "action_mask"
     return np.concatenate([np.where(r[mask], r[key], np.nan) for r in raws]).astype(np.float64)
 
@@ -302,6 +303,19 @@ def test_normalizer_statistics(root: Path, data: TrainingData, tmp_path: Path) -
     assert (back.normalize_actions(x, mask)[~mask] == 0).all()
     old = n.model_dump(exclude={"mode", "state_q01", "state_q99", "action_q01", "action_q99"})
     assert Normalizer.model_validate(old).normalize_state(x[0]).tolist() == n.normalize_state(x[0]).tolist()
+
+
+def test_statistics_of_a_large_dataset_read_every_kth_episode(root: Path, mixture: Path) -> None:
+    n = TrainingData.open(_cfg(root, mixture, stats_rows=50)).normalizer
+    frames = sum(e["length"] for e in episodes_jsonl(root, "ego"))
+    every = -(-frames // 50)
+    assert every == 3 and len(episodes_jsonl(root, "ego")) > every  # a subset of the episodes is read
+    x = _all_frames(root, "ego", "observation.state", every)
+    valid = ~np.isnan(x).all(0)
+    np.testing.assert_allclose(np.asarray(n.state_mean)[valid], np.nanmean(x, 0)[valid], rtol=1e-5, atol=1e-7)
+    q01 = np.nanquantile(x, 0.01, axis=0)[valid]
+    wide = (np.nanquantile(x, 0.99, axis=0)[valid] - q01) > 2e-3  # not widened by the floor
+    np.testing.assert_allclose(np.asarray(n.state_q01)[valid][wide], q01[wide], rtol=1e-5, atol=1e-6)
 
 
 def test_quantile_normalisation_equals_numpy_on_the_parquet(root: Path, mixture: Path) -> None:
