@@ -39,8 +39,11 @@ from train.data import (
     TrainingData,
     build_eval_samples,
     build_loader,
+    dataset_vector_stats,
     is_held_out,
+    masked_stats,
     merge_moments,
+    merge_stats,
     split_episodes,
 )
 
@@ -398,6 +401,28 @@ def test_merge_moments_equals_pooled_moments() -> None:
     np.testing.assert_allclose(mean[:2], both.mean(0)[:2])
     np.testing.assert_allclose(std[:2], both.std(0)[:2])
     assert (mean[2], std[2]) == (0.0, 1.0)  # no weight: identity
+
+
+def test_merge_stats_weights_by_valid_frames() -> None:
+    """Moments merge exactly (pooled valid values); quantiles are the valid-frame-weighted mean of the
+    datasets' quantiles; a dataset without any episode (all held out) weighs nothing."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1, 2, (400, 146)), rng.normal(-1, 0.5, (100, 146))
+    ma, mb = rng.random((400, 146)) > 0.25, rng.random((100, 146)) > 0.5
+    a[~ma], b[~mb] = 1e9, np.nan  # never counted
+    empty = dataset_vector_stats(Path("/nowhere"), [], np.zeros(0, np.int64), np.zeros(0, bool), 100)
+    parts = [masked_stats(a, ma), masked_stats(b, mb), empty["action"]]
+    merged = merge_stats(parts, 1e-3)
+    pooled = np.concatenate([np.where(ma, a, np.nan), np.where(mb, b, np.nan)])
+    np.testing.assert_allclose(merged.mean, np.nanmean(pooled, 0), rtol=1e-9)
+    np.testing.assert_allclose(merged.std, np.nanstd(pooled, 0), rtol=1e-9)
+    na, nb = ma.sum(0), mb.sum(0)
+    qa, qb = (
+        np.nanquantile(np.where(ma, a, np.nan), 0.01, 0),
+        np.nanquantile(np.where(mb, b, np.nan), 0.01, 0),
+    )
+    np.testing.assert_allclose(merged.q01, (na * qa + nb * qb) / (na + nb), rtol=1e-9)
+    np.testing.assert_allclose(merged.count, na + nb)
 
 
 # --------------------------------------------------------------------------- sampling

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from catalog.latents_reader import read_latents
 from schemas.latents import LatentsMeta, latents_path
 from schemas.lerobot import INFO_PATH, InfoJson
-from train.batch import CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
+from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
 
 if TYPE_CHECKING:
     import polars as pl
@@ -241,7 +241,7 @@ class DatasetInfo:
     stride: int
     camera: str
     latents: LatentsMeta
-    has_action: bool  # at least one matched episode has actions (its action stats count)
+    has_action: bool  # at least one matched episode has actions
     action_dims: np.ndarray  # bool [146]: the card's `valid_action_dims` (the embodiment's dimensions)
     embodiment: str  # meta/info.json `robot_type` (the source config's `embodiment`, e.g. "widowx")
 
@@ -348,8 +348,9 @@ def dataset_vector_stats(
     read = [read_vectors(root / paths[i], bool(has_action[i])) for i in range(0, len(paths), step)]
     out = {}
     for key, (v, m) in ((STATE, (0, 1)), (ACTION, (2, 3))):
-        values = np.concatenate([r[v] for r in read]) if read else np.zeros((0, 0), np.float32)
-        masks = np.concatenate([r[m] for r in read]) if read else np.zeros((0, 0), bool)
+        # No episode (all held out): no value, the dataset weighs nothing.
+        values = np.concatenate([r[v] for r in read]) if read else np.zeros((0, ACTION_DIM), np.float32)
+        masks = np.concatenate([r[m] for r in read]) if read else np.zeros((0, ACTION_DIM), bool)
         out[key] = masked_stats(values, masks, int(lengths.sum()))
     return out
 
