@@ -39,8 +39,11 @@ from train.data import (
     TrainingData,
     build_eval_samples,
     build_loader,
+    dataset_vector_stats,
     is_held_out,
+    masked_stats,
     merge_moments,
+    merge_stats,
     split_episodes,
 )
 
@@ -69,6 +72,13 @@ def _edit(ds: Path, *, tier: str, kind: str | None = None, has_action: bool = Tr
         (meta / "dataset_card.json").write_text(json.dumps(card))
 
 
+def _set_robot_type(ds: Path, robot_type: str) -> None:
+    """meta/info.json `robot_type`: the dataset's embodiment (per-embodiment action heads key on it)."""
+    info = json.loads((ds / "meta/info.json").read_text())
+    info["robot_type"] = robot_type
+    (ds / "meta/info.json").write_text(json.dumps(info, indent=4))
+
+
 def _poison_action_stats(ds: Path) -> None:
     """An action-free dataset's action statistics must not count: make them absurd."""
     stats = json.loads((ds / "meta/stats.json").read_text())
@@ -92,6 +102,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
     _edit(r / "ego_low", tier="low")
     _edit(r / "video", tier="actionless", kind="human_actionless", has_action=False)
     _poison_action_stats(r / "video")
+    _set_robot_type(r / "ego_low", "other_hand")
     build(r)
     return r
 
@@ -260,19 +271,27 @@ def test_action_dims_are_the_cards_at_every_frame(root: Path, data: TrainingData
 # --------------------------------------------------------------------------- normalisation
 
 
-def _all_frames(root: Path, ds: str, key: str) -> np.ndarray:
-    return np.concatenate([raw_episode(root, ds, e["episode_index"])[key] for e in episodes_jsonl(root, ds)])
+def _all_frames(root: Path, ds: str, key: str, every: int = 1) -> np.ndarray:
+    """Every frame's values of `key` (of every `every`-th episode), NaN where its mask is False."""
+    eps = sorted(e["episode_index"] for e in episodes_jsonl(root, ds))[::every]
+    raws = [raw_episode(root, ds, e) for e in eps]
+    mask = "observation.state_mask" if key == "observation.state" else "action_mask"
+    return np.concatenate([np.where(r[mask], r[key], np.nan) for r in raws]).astype(np.float64)
 
 
 def test_normalizer_statistics(root: Path, data: TrainingData, tmp_path: Path) -> None:
     n = data.normalizer
-    assert n.datasets == ["ego", "ego_low", "video"]
+    assert n.datasets == ["ego", "ego_low", "video"] and n.mode == "mean_std"
     # The three datasets are copies: merged state stats are ego's; video's (poisoned) action stats are out.
+    # Statistics are over valid values only (EgoDex keeps a measured value under a False mask).
     for key, mean, std in (("observation.state", n.state_mean, n.state_std), ("action", n.action_mean,
                            n.action_std)):  # fmt: skip
-        x = _all_frames(root, "ego", key).astype(np.float64)
-        np.testing.assert_allclose(mean, x.mean(0), rtol=1e-5, atol=1e-7)
-        np.testing.assert_allclose(std, np.maximum(x.std(0), 1e-3), rtol=1e-4, atol=1e-7)
+        x = _all_frames(root, "ego", key)
+        valid = ~np.isnan(x).all(0)
+        np.testing.assert_allclose(np.asarray(mean)[valid], np.nanmean(x, 0)[valid], rtol=1e-5, atol=1e-7)
+        want = np.maximum(np.nanstd(x, 0)[valid], 1e-3)
+        np.testing.assert_allclose(np.asarray(std)[valid], want, rtol=1e-4, atol=1e-7)
+        assert (np.asarray(mean)[~valid] == 0).all() and (np.asarray(std)[~valid] == 1).all()
     assert min(n.action_std) == pytest.approx(1e-3)  # keypoints at t+1 barely move: floored
     lat = np.concatenate([raw_latents(root, "ego", e["episode_index"])[0].reshape(-1, 32)
                           for e in episodes_jsonl(root, "ego")]).astype(np.float64)  # fmt: skip
@@ -285,6 +304,91 @@ def test_normalizer_statistics(root: Path, data: TrainingData, tmp_path: Path) -
     assert back.normalize_actions(x).dtype == torch.float64
     mask = torch.rand(4, 16, 146) > 0.5
     assert (back.normalize_actions(x, mask)[~mask] == 0).all()
+    old = n.model_dump(exclude={"mode", "state_q01", "state_q99", "action_q01", "action_q99"})
+    assert Normalizer.model_validate(old).normalize_state(x[0]).tolist() == n.normalize_state(x[0]).tolist()
+
+
+def test_statistics_of_a_large_dataset_read_every_kth_episode(root: Path, mixture: Path) -> None:
+    n = TrainingData.open(_cfg(root, mixture, stats_rows=50)).normalizer
+    frames = sum(e["length"] for e in episodes_jsonl(root, "ego"))
+    every = -(-frames // 50)
+    assert every == 3 and len(episodes_jsonl(root, "ego")) > every  # a subset of the episodes is read
+    x = _all_frames(root, "ego", "observation.state", every)
+    valid = ~np.isnan(x).all(0)
+    np.testing.assert_allclose(np.asarray(n.state_mean)[valid], np.nanmean(x, 0)[valid], rtol=1e-5, atol=1e-7)
+    q01 = np.nanquantile(x, 0.01, axis=0)[valid]
+    wide = (np.nanquantile(x, 0.99, axis=0)[valid] - q01) > 2e-3  # not widened by the floor
+    np.testing.assert_allclose(np.asarray(n.state_q01)[valid][wide], q01[wide], rtol=1e-5, atol=1e-6)
+
+
+def test_quantile_normalisation_equals_numpy_on_the_parquet(root: Path, mixture: Path) -> None:
+    """q01 -> -1, q99 -> 1 per dimension, the quantiles of the valid values (numpy on the raw Parquet)."""
+    data = TrainingData.open(_cfg(root, mixture, normalizer="quantile"))
+    assert data.normalizer.mode == "quantile"
+    lo, hi = {}, {}
+    for key in ("observation.state", "action"):
+        lo[key], hi[key] = np.nanquantile(_all_frames(root, "ego", key), [0.01, 0.99], axis=0)
+        half = np.maximum((hi[key] - lo[key]) / 2, 1e-3)  # the floor of a dimension that barely moves
+        lo[key], hi[key] = (hi[key] + lo[key]) / 2 - half, (hi[key] + lo[key]) / 2 + half
+    b, checked = data.batch(0), 0
+    for i in range(len(b)):
+        raw = raw_episode(root, b.dataset[i], int(b.episode_index[i]))
+        t = int(b.frame_index[i])
+        m = raw["observation.state_mask"][t]
+        x = raw["observation.state"][t][m]
+        want = (
+            2 * (x - lo["observation.state"][m]) / (hi["observation.state"][m] - lo["observation.state"][m])
+            - 1
+        )
+        np.testing.assert_allclose(b.state[i].numpy()[m], want, rtol=1e-4, atol=1e-4)
+        if b.dataset[i] != "video" and t + CHUNK <= len(raw["action"]):
+            am = raw["action_mask"][t]
+            a = raw["action"][t][am]
+            want = 2 * (a - lo["action"][am]) / (hi["action"][am] - lo["action"][am]) - 1
+            np.testing.assert_allclose(b.actions[i, 0].numpy()[am], want, rtol=1e-4, atol=1e-4)
+            checked += 1
+    assert checked > 5
+
+
+def test_masked_values_do_not_change_the_statistics(root: Path, mixture: Path, tmp_path: Path) -> None:
+    """Huge values under a False mask (a copy of the root) leave every statistic as it was."""
+    import pyarrow as pa
+
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    poisoned = 0
+    for path in sorted((copy / "ego").glob("data/*/*.parquet")):
+        table = pq.read_table(path)
+        for key, mask in (("observation.state", "observation.state_mask"), ("action", "action_mask")):
+            x, m = np.array(table[key].to_pylist()), np.array(table[mask].to_pylist())
+            partial = m.any(0) & ~m.all(0)  # dimensions both valid and masked somewhere
+            poisoned += int((~m[:, partial]).sum())
+            x[~m] = 1e9
+            col = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
+            table = table.set_column(table.schema.get_field_index(key), key, col)
+        pq.write_table(table, path)
+    assert poisoned > 0  # the edit reached dimensions whose statistics exist
+    for mode in ("mean_std", "quantile"):
+        want = TrainingData.open(_cfg(root, mixture, normalizer=mode)).normalizer
+        got = TrainingData.open(_cfg(copy, mixture, normalizer=mode)).normalizer
+        for name in ("state_mean", "state_std", "action_mean", "action_std", "state_q01", "action_q99"):
+            np.testing.assert_allclose(getattr(got, name), getattr(want, name), rtol=1e-6, atol=1e-9)
+
+
+def test_embodiment_ids_follow_info_json(root: Path, mixture: Path, data: TrainingData) -> None:
+    """Each sample's id names its dataset's meta/info.json robot_type; an embodiment the model was not
+    built with is a one-line error at open."""
+    robot = {ds: json.loads((root / ds / "meta/info.json").read_text())["robot_type"]
+             for ds in ("ego", "ego_low", "video")}  # fmt: skip
+    assert robot["ego_low"] == "other_hand" != robot["ego"]
+    assert data.embodiments == sorted(set(robot.values()))
+    b = data.batch(0)
+    assert [data.embodiments[int(e)] for e in b.embodiment] == [robot[d] for d in b.dataset]
+    fixed = TrainingData.open(_cfg(root, mixture), embodiments=["other_hand", robot["ego"], "widowx"])
+    b = fixed.batch(0)
+    assert [fixed.embodiments[int(e)] for e in b.embodiment] == [robot[d] for d in b.dataset]
+    with pytest.raises(DataError, match="embodiment 'other_hand' was not seen when the model was built"):
+        TrainingData.open(_cfg(root, mixture), embodiments=[robot["ego"]])
 
 
 def test_merge_moments_equals_pooled_moments() -> None:
@@ -297,6 +401,28 @@ def test_merge_moments_equals_pooled_moments() -> None:
     np.testing.assert_allclose(mean[:2], both.mean(0)[:2])
     np.testing.assert_allclose(std[:2], both.std(0)[:2])
     assert (mean[2], std[2]) == (0.0, 1.0)  # no weight: identity
+
+
+def test_merge_stats_weights_by_valid_frames() -> None:
+    """Moments merge exactly (pooled valid values); quantiles are the valid-frame-weighted mean of the
+    datasets' quantiles; a dataset without any episode (all held out) weighs nothing."""
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1, 2, (400, 146)), rng.normal(-1, 0.5, (100, 146))
+    ma, mb = rng.random((400, 146)) > 0.25, rng.random((100, 146)) > 0.5
+    a[~ma], b[~mb] = 1e9, np.nan  # never counted
+    empty = dataset_vector_stats(Path("/nowhere"), [], np.zeros(0, np.int64), np.zeros(0, bool), 100)
+    parts = [masked_stats(a, ma), masked_stats(b, mb), empty["action"]]
+    merged = merge_stats(parts, 1e-3)
+    pooled = np.concatenate([np.where(ma, a, np.nan), np.where(mb, b, np.nan)])
+    np.testing.assert_allclose(merged.mean, np.nanmean(pooled, 0), rtol=1e-9)
+    np.testing.assert_allclose(merged.std, np.nanstd(pooled, 0), rtol=1e-9)
+    na, nb = ma.sum(0), mb.sum(0)
+    qa, qb = (
+        np.nanquantile(np.where(ma, a, np.nan), 0.01, 0),
+        np.nanquantile(np.where(mb, b, np.nan), 0.01, 0),
+    )
+    np.testing.assert_allclose(merged.q01, (na * qa + nb * qb) / (na + nb), rtol=1e-9)
+    np.testing.assert_allclose(merged.count, na + nb)
 
 
 # --------------------------------------------------------------------------- sampling

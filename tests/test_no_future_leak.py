@@ -62,7 +62,8 @@ def test_context_inputs_are_the_present_only():
     batch = random_batch(TINY, 8)
     ctx = context_inputs(batch)
     assert set(ctx) == {
-        "obs_latents", "state", "state_mask", "history_actions", "history_mask", "action_dim_mask"
+        "obs_latents", "state", "state_mask", "history_actions", "history_mask", "action_dim_mask",
+        "embodiment",
     }  # fmt: skip
     future = context_inputs(other_future(batch))
     assert all(torch.equal(ctx[k], future[k]) for k in ctx)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from catalog.index import build
 from catalog.mixture import write_mixture
 from schemas.catalog import Mixture, MixtureEntry
 from tests.fixtures.training import training_root
@@ -196,3 +198,40 @@ def test_fsdp_under_torchrun_matches_one_process_and_eval_reads_it(
     assert b.step == a.step == 3
     assert b.policy_action_l1 == pytest.approx(a.policy_action_l1, rel=1e-4)
     assert b.forward_latent_mse == pytest.approx(a.forward_latent_mse, rel=1e-4)
+
+
+def test_per_embodiment_heads_and_quantile_normaliser_reach_the_run(root: Path, both: Path, tmp_path: Path):
+    """`--action-heads per_embodiment --normalizer quantile`: the checkpoint, run.json and normalizer.json
+    record both, so `train eval` and `--resume` rebuild the same model and normaliser."""
+    import torch
+
+    out = tmp_path / "run"
+    args = ["launch", "--mixture", str(both), "--root", str(root), "--out", str(out), "--steps", "3",
+            "--batch-size", "8", "--loader-workers", "0", "--no-progress", "--action-heads", "per_embodiment",
+            "--normalizer", "quantile"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    robot = json.loads((root / "hands/meta/info.json").read_text())["robot_type"]
+    assert state["model_config"]["action_heads"] == "per_embodiment"
+    assert state["model_config"]["embodiments"] == [robot]
+    assert state["model"]["history_in.weight"].shape == (1, 64, 2 * 146)  # one copy per embodiment
+    assert (
+        state["normalizer"]["mode"] == "quantile" == json.loads((out / "normalizer.json").read_text())["mode"]
+    )
+    assert json.loads((out / "run.json").read_text())["options"]["action_heads"] == "per_embodiment"
+    ev = CliRunner().invoke(app, ["eval", "--run", str(out), "--samples", "8", "--draws", "1"])
+    assert ev.exit_code == 0, ev.output
+    assert json.loads((out / "eval.json").read_text())["policy_action_l1"] > 0
+    other = tmp_path / "root"  # the same data, but the video copy is another embodiment
+    shutil.copytree(root, other)
+    info = json.loads((other / "video/meta/info.json").read_text())
+    (other / "video/meta/info.json").write_text(json.dumps({**info, "robot_type": "other_robot"}))
+    build(other)
+    ev = CliRunner().invoke(app, ["eval", "--run", str(out), "--root", str(other), "--samples", "8"])
+    assert ev.exit_code == 2
+    assert "video: embodiment 'other_robot' was not seen when the model was built" in ev.output
+    with pytest.raises(ValueError, match="--normalizer quantile"):
+        fit(_opts(root, both, out, steps=5, resume=True, action_heads="per_embodiment"))
+    fit(_opts(root, both, out, steps=5, resume=True, action_heads="per_embodiment", normalizer="quantile"))
+    assert [r["step"] for r in _metrics(out)] == list(range(5))

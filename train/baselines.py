@@ -49,7 +49,7 @@ def hold_action(state: Tensor, state_mask: Tensor) -> tuple[Tensor, Tensor]:
 def action_baselines(batch: Batch, norm: Normalizer) -> dict[str, Tensor]:
     """Each action baseline's chunk [B, C, A] in data units (unmasked: score with the model's mask)."""
     shape = batch.actions.shape
-    mean = norm.unnormalize_actions(torch.zeros(shape[-1], device=batch.actions.device))
+    mean = torch.as_tensor(norm.action_mean, dtype=torch.float32, device=batch.actions.device)
     last = norm.unnormalize_actions(batch.history_actions[:, -1])
     state = norm.unnormalize_state(batch.state)
     hold, hold_valid = hold_action(state, batch.state_mask)

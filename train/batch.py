@@ -56,6 +56,9 @@ class Batch:
     # and their right-padding mask bool [B, Lc]; None when the condition encoder runs in the step.
     cond_tokens: torch.Tensor | None = None
     cond_mask: torch.Tensor | None = None
+    # Each sample's embodiment: an id into the names the model was built with (`ModelConfig.embodiments`),
+    # from its dataset's meta/info.json `robot_type`. Only per-embodiment action heads read it.
+    embodiment: torch.Tensor | None = None  # int64 [B]
 
     def to(self, device: torch.device | str, non_blocking: bool = True) -> Batch:
         moved = {}
@@ -82,12 +85,9 @@ class Batch:
         picked = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
-                picked[f.name] = None
-            elif torch.is_tensor(value):
-                picked[f.name] = value[index.to(value.device)]
-            else:
-                picked[f.name] = [value[i] for i in rows]
+            if value is not None:
+                value = value[index.to(value.device)] if torch.is_tensor(value) else [value[i] for i in rows]
+            picked[f.name] = value
         return Batch(**picked)
 
     def __len__(self) -> int:

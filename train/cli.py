@@ -61,6 +61,12 @@ def launch(
     condition_cache: Annotated[
         Path | None, typer.Option(help="Condition tokens cached by `train cache-condition` (no VLM runs).")
     ] = None,
+    action_heads: Annotated[
+        str, typer.Option(help="Action encoders/head: shared, or per_embodiment (one set per robot_type).")
+    ] = "shared",
+    normalizer: Annotated[
+        str, typer.Option(help="State/action normalisation: mean_std, or quantile (q01/q99 -> -1/1).")
+    ] = "mean_std",
     progress: Annotated[bool, typer.Option(help="Show a progress line.")] = True,
     parallel: Annotated[str, typer.Option(help="ddp (replicas) or fsdp (FSDP2 shards).")] = "ddp",
     activation_checkpointing: Annotated[
@@ -80,6 +86,7 @@ def launch(
             loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
             unfreeze_vlm=unfreeze_vlm, vlm_lr=vlm_lr, condition_cache=condition_cache, progress=progress,
             parallel=parallel, activation_checkpointing=activation_checkpointing, compile=compile,
+            action_heads=action_heads, normalizer=normalizer,
         )  # fmt: skip
     except ValidationError as e:
         typer.echo(f"train launch: {e.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)
@@ -134,7 +141,11 @@ def eval_cmd(
     from catalog.query import console
     from train.evaluate import EVAL_JSON, evaluate, report_tables
 
-    report = evaluate(run, mixture, root, samples, steps, draws=draws)
+    try:
+        report = evaluate(run, mixture, root, samples, steps, draws=draws)
+    except (FileNotFoundError, ValueError) as e:  # DataError: e.g. an embodiment the run's model lacks
+        typer.echo(f"train eval: {e}", err=True)
+        raise typer.Exit(2) from None
 
     def fmt(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.5f}"

@@ -63,6 +63,11 @@ class ModelConfig(BaseModel):
     # forecasting) in the total loss; the logged per-task losses stay unweighted.
     action_loss_weight: float = Field(default=1.0, ge=0)
     latent_loss_weight: float = Field(default=1.0, ge=0)
+    # Action input projections (history, state, chunk) and action output head: one set for every sample
+    # ("shared", the default) or one per embodiment ("per_embodiment", as the public LDA-1B code), picked per
+    # sample by `Batch.embodiment`, an id into `embodiments` (the names known when the model was built).
+    action_heads: Literal["shared", "per_embodiment"] = "shared"
+    embodiments: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -70,11 +75,20 @@ class ModelConfig(BaseModel):
             raise ValueError(f"hidden {self.hidden} is not a multiple of heads {self.heads}")
         if self.future_obs_index > self.chunk:
             raise ValueError(f"future_obs_index {self.future_obs_index} > chunk {self.chunk}")
+        if self.action_heads == "per_embodiment" and not self.embodiments:
+            raise ValueError("per_embodiment action heads need the embodiments' names")
+        if len(set(self.embodiments)) != len(self.embodiments):
+            raise ValueError(f"embodiments listed twice: {list(self.embodiments)}")
         return self
 
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
+
+    @property
+    def n_embodiments(self) -> int:
+        """Copies of the action heads: 0 when they are shared."""
+        return len(self.embodiments) if self.action_heads == "per_embodiment" else 0
 
     @property
     def n_action_tokens(self) -> int:

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from catalog.latents_reader import read_images, read_latents
 from schemas.latents import LatentsMeta, latents_path
-from schemas.lerobot import INFO_PATH, STATS_PATH, Gr00tFeatureStats, InfoJson
-from train.batch import CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
+from schemas.lerobot import INFO_PATH, InfoJson
+from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
 from train.condition_cache import read_condition
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ EVAL_STREAM = 1 << 48  # the `step` slot of the evaluation stream: never reached
 STATE, ACTION = "observation.state", "action"
 STATE_MASK, ACTION_MASK = "observation.state_mask", "action_mask"
 Split = Literal["train", "eval"]
+NormalizerMode = Literal["mean_std", "quantile"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -72,6 +73,10 @@ class DataConfig(BaseModel):
         None, description="cached condition tokens (`train cache-condition`)"
     )
     std_floor: float = Field(1e-3, gt=0, description="lower bound of every normalisation std")
+    normalizer: NormalizerMode = Field(
+        "mean_std", description="state/action normalisation: mean_std (z-score) or quantile (q01/q99 -> -1/1)"
+    )
+    stats_rows: int = Field(100_000, gt=0, description="frames per dataset read for state/action statistics")
     episode_cache: int = Field(64, gt=0, description="open episodes kept per worker (LRU)")
     prefetch_factor: int = Field(2, gt=0, description="batches each worker prepares ahead")
     mp_context: Literal["spawn", "forkserver", "fork"] = Field(
@@ -139,20 +144,37 @@ def _masked(y: Array, mask: Array | None) -> Array:
 
 
 class Normalizer(BaseModel):
-    """Per-dimension mean/std of state and action (146 each) and per-channel mean/std of the latents.
+    """Per-dimension statistics of state and action (146 each) and per-channel mean/std of the latents.
 
-    Works on numpy arrays and torch tensors (the last axis is the dimension / channel). A value whose mask
-    is False normalises to 0. Saved as JSON in the run dir and in checkpoints."""
+    `mode` picks how state and action are normalised: "mean_std" maps x to (x - mean) / std; "quantile" maps
+    q01 to -1 and q99 to 1 (openpi / GR00T), no clipping. Latents always use mean/std. Every statistic is
+    over valid (mask True) values only. Works on numpy arrays and torch tensors (the last axis is the
+    dimension / channel). A value whose mask is False normalises to 0. Saved as JSON in the run dir and in
+    checkpoints; a file without `mode` (written before the choice existed) is "mean_std"."""
 
     model_config = ConfigDict(extra="forbid")
+    mode: NormalizerMode = "mean_std"
     state_mean: list[float]
     state_std: list[float]
     action_mean: list[float]
     action_std: list[float]
     latent_mean: list[float]
     latent_std: list[float]
+    state_q01: list[float] = Field(default_factory=list)
+    state_q99: list[float] = Field(default_factory=list)
+    action_q01: list[float] = Field(default_factory=list)
+    action_q99: list[float] = Field(default_factory=list)
     datasets: list[str] = Field(default_factory=list, description="the datasets the statistics merge")
     _arrays: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _quantiles_present(self) -> Normalizer:
+        if self.mode == "quantile":
+            for kind in ("state", "action"):
+                width = len(getattr(self, f"{kind}_mean"))
+                if len(getattr(self, f"{kind}_q01")) != width or len(getattr(self, f"{kind}_q99")) != width:
+                    raise ValueError(f"quantile normalizer: {kind}_q01 / {kind}_q99 must have width {width}")
+        return self
 
     def __eq__(self, other: object) -> bool:  # the array cache is not part of the value
         return isinstance(other, Normalizer) and self.model_dump() == other.model_dump()
@@ -162,15 +184,25 @@ class Normalizer(BaseModel):
             self._arrays[name] = np.asarray(getattr(self, name), dtype=np.float32)
         return self._arrays[name]
 
+    def _affine(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """(offset, scale) with normalised = (x - offset) / scale."""
+        if self.mode == "quantile" and kind != "latent":
+            key = f"{kind}_affine"
+            if key not in self._arrays:
+                lo, hi = self._a(f"{kind}_q01"), self._a(f"{kind}_q99")
+                self._arrays[key] = np.stack([(hi + lo) / 2, (hi - lo) / 2])
+            return self._arrays[key][0], self._arrays[key][1]
+        return self._a(f"{kind}_mean"), self._a(f"{kind}_std")
+
     def _forward(self, x: Array, kind: str, mask: Array | None) -> Array:
         x = _float(x)
-        y = (x - _vec(self._a(f"{kind}_mean"), x)) / _vec(self._a(f"{kind}_std"), x)
-        return _masked(y, mask)
+        offset, scale = self._affine(kind)
+        return _masked((x - _vec(offset, x)) / _vec(scale, x), mask)
 
     def _inverse(self, y: Array, kind: str, mask: Array | None) -> Array:
         y = _float(y)
-        x = y * _vec(self._a(f"{kind}_std"), y) + _vec(self._a(f"{kind}_mean"), y)
-        return _masked(x, mask)
+        offset, scale = self._affine(kind)
+        return _masked(y * _vec(scale, y) + _vec(offset, y), mask)
 
     def normalize_state(self, x: Array, mask: Array | None = None) -> Array:
         return self._forward(x, "state", mask)
@@ -215,12 +247,18 @@ class DatasetInfo:
     stride: int
     camera: str
     latents: LatentsMeta
-    has_action: bool  # at least one matched episode has actions (its action stats count)
+    has_action: bool  # at least one matched episode has actions
     action_dims: np.ndarray  # bool [146]: the card's `valid_action_dims` (the embodiment's dimensions)
+    embodiment: str  # meta/info.json `robot_type` (the source config's `embodiment`, e.g. "widowx")
 
 
-def _dataset_info(name: str, path: Path, cfg: DataConfig, has_action: bool, dims: str) -> DatasetInfo:
-    """`dims`: the catalog's `valid_action_dims` bit string of the dataset (from its card)."""
+def _dataset_info(
+    name: str, path: Path, cfg: DataConfig, has_action: bool, dims: str, embodiment: str | None
+) -> DatasetInfo:
+    """`dims`: the catalog's `valid_action_dims` bit string of the dataset (from its card); `embodiment`: the
+    catalog's `robot_type` (meta/info.json)."""
+    if not embodiment:
+        raise DataError(f"{name}: meta/info.json has no robot_type (the dataset's embodiment)")
     info = InfoJson.model_validate_json((path / INFO_PATH).read_text())
     meta = LatentsMeta.load(path)
     camera = cfg.camera or meta.cameras[0]
@@ -237,7 +275,22 @@ def _dataset_info(name: str, path: Path, cfg: DataConfig, has_action: bool, dims
                 f"{name}: {field} {getattr(cfg, field)} is not a multiple of the latents stride {meta.stride}"
             )
     action_dims = np.frombuffer(dims.encode(), dtype=np.uint8) == ord("1")
-    return DatasetInfo(name, path, info.chunks_size, meta.stride, camera, meta, has_action, action_dims)
+    return DatasetInfo(
+        name, path, info.chunks_size, meta.stride, camera, meta, has_action, action_dims, embodiment
+    )
+
+
+def embodiment_ids(infos: Sequence[DatasetInfo], known: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
+    """(embodiment names, each dataset's id into them). `known`: the names a model was built with, where an
+    embodiment outside them is an error; None: the plan's embodiments, sorted."""
+    names = list(known) if known is not None else sorted({d.embodiment for d in infos})
+    for d in infos:
+        if d.embodiment not in names:
+            raise DataError(
+                f"{d.name}: embodiment {d.embodiment!r} was not seen when the model was built (known: "
+                f"{', '.join(names)}): its per-embodiment action heads do not exist"
+            )
+    return names, np.array([names.index(d.embodiment) for d in infos], dtype=np.int64)
 
 
 def _check_same_encoder(infos: Sequence[DatasetInfo]) -> None:
@@ -252,49 +305,88 @@ def _check_same_encoder(infos: Sequence[DatasetInfo]) -> None:
             )
 
 
-def _feature_stats(path: Path) -> dict[str, Gr00tFeatureStats]:
-    import json
+@dataclass
+class VectorStats:
+    """A vector feature's statistics over its valid values, per dimension ([D] each). `count` is the number of
+    frames where the dimension is valid: the weight of these statistics in a merge."""
 
-    raw = json.loads((path / STATS_PATH).read_text())
-    return {k: Gr00tFeatureStats.model_validate(v) for k, v in raw.items()}
-
-
-def _frames(path: Path) -> int:
-    """Every frame counts in the merged stats: the dataset's frame count (GR00T's stats.json has none)."""
-    return InfoJson.model_validate_json((path / INFO_PATH).read_text()).total_frames
-
-
-def _vector_moments(
-    stats: list[dict[str, Gr00tFeatureStats]], frames: list[int], key: str, mask_key: str, use: list[bool]
-):
-    """[P, 146] means, stds and weights: frames x fraction of frames where the dimension is valid."""
-    means = np.array([s[key].mean for s in stats], dtype=np.float64)
-    stds = np.array([s[key].std for s in stats], dtype=np.float64)
-    valid = np.array([s[mask_key].mean for s in stats], dtype=np.float64)
-    counts = np.array([n * u for n, u in zip(frames, use, strict=True)], dtype=np.float64)
-    return means, stds, valid * counts[:, None]
+    count: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    q01: np.ndarray
+    q99: np.ndarray
 
 
-def build_normalizer(infos: Sequence[DatasetInfo], floor: float) -> Normalizer:
-    """Merge `meta/stats.json` (state, action) and `meta/latents.json` (latents) of the plan's datasets."""
-    stats = [_feature_stats(d.path) for d in infos]
-    frames = [_frames(d.path) for d in infos]
-    s_mean, s_std = merge_moments(
-        *_vector_moments(stats, frames, STATE, STATE_MASK, [True] * len(infos)), floor
-    )
-    use = [d.has_action for d in infos]
-    a_mean, a_std = merge_moments(*_vector_moments(stats, frames, ACTION, ACTION_MASK, use), floor)
+def masked_stats(values: np.ndarray, mask: np.ndarray, frames: int | None = None) -> VectorStats:
+    """Statistics of [T, D] values over the entries whose mask is True (and that are finite): a masked
+    entry never counts, whatever the file holds there. `frames`: the frame count `values` were sampled from
+    (the counts are scaled to it). A dimension without a valid value gets count 0 and zeros."""
+    x = np.where(mask & np.isfinite(values), np.asarray(values, dtype=np.float64), np.nan)
+    n = (~np.isnan(x)).sum(0).astype(np.float64)
+    if not n.any():
+        zero = np.zeros(x.shape[1])
+        return VectorStats(zero, zero, zero, zero, zero)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = np.nanmean(x, 0), np.nanstd(x, 0)
+        q01, q99 = np.nanquantile(x, [0.01, 0.99], axis=0)
+    scale = frames / len(x) if frames else 1.0
+    return VectorStats(n * scale, *(np.nan_to_num(v) for v in (mean, std, q01, q99)))
+
+
+def merge_stats(parts: Sequence[VectorStats], floor: float) -> VectorStats:
+    """The one merge of per-dataset statistics, each dimension weighted by the frames where it is valid:
+    mean / std by the parallel-variance formula (`merge_moments`), q01 / q99 as the weighted mean of the
+    datasets' quantiles (exact for one dataset; not the quantile of the pooled frames). A dimension valid
+    nowhere gets mean 0, std 1, q01 -1, q99 1; every std is floored, and q99 - q01 is at least 2 floor."""
+    w = np.stack([p.count for p in parts])
+    mean, std = merge_moments(np.stack([p.mean for p in parts]), np.stack([p.std for p in parts]), w, floor)
+    total = w.sum(0)
+    safe = np.where(total > 0, total, 1.0)
+    lo, hi = ((w * np.stack([getattr(p, q) for p in parts])).sum(0) / safe for q in ("q01", "q99"))
+    center, half = (hi + lo) / 2, np.maximum((hi - lo) / 2, floor)
+    q01, q99 = np.where(total > 0, center - half, -1.0), np.where(total > 0, center + half, 1.0)
+    return VectorStats(total, mean, std, q01, q99)
+
+
+def dataset_vector_stats(
+    root: Path, paths: Sequence[str], lengths: np.ndarray, has_action: np.ndarray, max_rows: int
+) -> dict[str, VectorStats]:
+    """State and action statistics of one dataset's episodes (Parquet paths under `root`) over valid values:
+    every k-th episode, k chosen so that about `max_rows` frames are read (every episode of a small
+    dataset), counts scaled to all the episodes' frames. An episode without actions gives no action value."""
+    step = max(1, -(-int(lengths.sum()) // max_rows))
+    read = [read_vectors(root / paths[i], bool(has_action[i])) for i in range(0, len(paths), step)]
+    out = {}
+    for key, (v, m) in ((STATE, (0, 1)), (ACTION, (2, 3))):
+        # No episode (all held out): no value, the dataset weighs nothing.
+        values = np.concatenate([r[v] for r in read]) if read else np.zeros((0, ACTION_DIM), np.float32)
+        masks = np.concatenate([r[m] for r in read]) if read else np.zeros((0, ACTION_DIM), bool)
+        out[key] = masked_stats(values, masks, int(lengths.sum()))
+    return out
+
+
+def build_normalizer(infos: Sequence[DatasetInfo], rows: pl.DataFrame, cfg: DataConfig) -> Normalizer:
+    """State / action statistics of the rows' episodes (read from their Parquet, masked values left out),
+    merged over the plan's datasets; latent statistics merged from each dataset's `meta/latents.json`."""
+    rows = rows.unique(["dataset", "episode_index"]).sort("dataset", "episode_index")
+    per = []
+    for d in infos:
+        own = rows.filter(rows["dataset"] == d.name)
+        per.append(dataset_vector_stats(cfg.root, own["path"].to_list(), own["length"].to_numpy(),
+                                        own["has_action"].to_numpy(), cfg.stats_rows))  # fmt: skip
+    state, action = (merge_stats([p[key] for p in per], cfg.std_floor) for key in (STATE, ACTION))
     moments = [d.latents.stats[d.camera] for d in infos]
     l_mean, l_std = merge_moments(
         np.array([m.mean for m in moments]),
         np.array([m.std for m in moments]),
         np.array([[m.count] for m in moments], dtype=np.float64),
-        floor,
+        cfg.std_floor,
     )
-    arrays = (s_mean, s_std, a_mean, a_std, l_mean, l_std)
-    names = ("state_mean", "state_std", "action_mean", "action_std", "latent_mean", "latent_std")
-    values = {n: a.tolist() for n, a in zip(names, arrays, strict=True)}
-    return Normalizer(**values, datasets=[d.name for d in infos])
+    values = {f"{kind}_{q}": getattr(s, q).tolist() for kind, s in (("state", state), ("action", action))
+              for q in ("mean", "std", "q01", "q99")}  # fmt: skip
+    return Normalizer(mode=cfg.normalizer, **values, latent_mean=l_mean.tolist(), latent_std=l_std.tolist(),
+                      datasets=[d.name for d in infos])  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the episode table
@@ -387,11 +479,12 @@ def _plan_datasets(cfg: DataConfig, rows: pl.DataFrame) -> list[DatasetInfo]:
 
     from catalog.query import scan
 
-    cards = scan(cfg.root, "datasets").select("dataset", "path", "valid_action_dims").collect()
-    paths = {n: (p, d) for n, p, d in cards.iter_rows()}
+    cards = scan(cfg.root, "datasets").select("dataset", "path", "valid_action_dims", "robot_type").collect()
+    paths = {n: (p, d, e) for n, p, d, e in cards.iter_rows()}
     acting = rows.group_by("dataset").agg(pl.col("has_action").any()).sort("dataset")
     infos = [
-        _dataset_info(n, cfg.root / paths[n][0], cfg, bool(a), paths[n][1]) for n, a in acting.iter_rows()
+        _dataset_info(n, cfg.root / paths[n][0], cfg, bool(a), paths[n][1], paths[n][2])
+        for n, a in acting.iter_rows()
     ]
     _check_same_encoder(infos)
     return infos
@@ -492,6 +585,7 @@ class Sample:
     actions: np.ndarray  # float32 [C, A]
     action_mask: np.ndarray  # bool [C, A]
     action_dims: np.ndarray  # bool [A]: the dataset card's action dimensions (none without actions)
+    embodiment: int  # id into `TrainingData.embodiments`
     caption: str
     dataset: str
     episode_index: int
@@ -515,20 +609,26 @@ def _column(table: Any, name: str, dtype: type) -> np.ndarray:
     return np.asarray(values, dtype=dtype).reshape(table.num_rows, -1)
 
 
-def read_episode(path: Path, length: int, has_action: bool, norm: Normalizer) -> EpisodeArrays:
-    """Read one episode's Parquet (pyarrow) and normalise it; an action-free episode gets no actions."""
+def read_vectors(path: Path, has_action: bool, length: int | None = None) -> tuple[np.ndarray, ...]:
+    """One episode's raw (state, state_mask, action, action_mask), [T, 146] each (pyarrow); an action-free
+    episode gets all action masks False. `length`: the catalog's frame count, checked."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(path, columns=[STATE, STATE_MASK, ACTION, ACTION_MASK, "frame_index"])
     frames = table.column("frame_index").to_numpy()
-    if table.num_rows != length or not np.array_equal(frames, np.arange(length)):
+    if length is not None and (table.num_rows != length or not np.array_equal(frames, np.arange(length))):
         raise DataError(f"{path}: {table.num_rows} frames, the catalog says {length}: `catalog build` again")
     s_mask, a_mask = _column(table, STATE_MASK, bool), _column(table, ACTION_MASK, bool)
     if not has_action:
         a_mask = np.zeros_like(a_mask)
-    state = norm.normalize_state(_column(table, STATE, np.float32), s_mask)
-    action = norm.normalize_actions(_column(table, ACTION, np.float32), a_mask)
-    return EpisodeArrays(state, s_mask, action, a_mask)
+    return _column(table, STATE, np.float32), s_mask, _column(table, ACTION, np.float32), a_mask
+
+
+def read_episode(path: Path, length: int, has_action: bool, norm: Normalizer) -> EpisodeArrays:
+    """Read one episode's Parquet and normalise it; an action-free episode gets no actions."""
+    state, s_mask, action, a_mask = read_vectors(path, has_action, length)
+    return EpisodeArrays(norm.normalize_state(state, s_mask), s_mask, norm.normalize_actions(action, a_mask),
+                         a_mask)  # fmt: skip
 
 
 def window(values: np.ndarray, mask: np.ndarray, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -559,6 +659,7 @@ def collate(samples: Sequence[Sample]) -> Batch:
         actions=stack("actions"),
         action_mask=stack("action_mask"),
         action_dims=stack("action_dims"),
+        embodiment=torch.tensor([s.embodiment for s in samples], dtype=torch.int64),
         captions=[s.caption for s in samples],
         dataset=[s.dataset for s in samples],
         episode_index=torch.tensor([s.episode_index for s in samples], dtype=torch.int64),
@@ -604,8 +705,11 @@ class TrainingData:
         pools: list[Pool],
         normalizer: Normalizer,
         stream: int | None = None,
+        embodiments: Sequence[str] | None = None,
     ) -> None:
         self.cfg, self.datasets, self.table, self.pools = cfg, datasets, table, pools
+        # The embodiment names the batches' `embodiment` ids index (a per-embodiment model's, when given).
+        self.embodiments, self._embodiment = embodiment_ids(datasets, embodiments)
         self.normalizer = normalizer
         self.stream = stream  # None: training (rng per step); an int: the evaluation stream
         self.pool_cum = np.cumsum([p.weight for p in pools])
@@ -625,22 +729,27 @@ class TrainingData:
         *,
         split: Split = "train",
         tasks: Sequence[str] = TASK_NAMES,
+        embodiments: Sequence[str] | None = None,
     ) -> TrainingData:
         """Resolve `cfg.mixture` against `cfg.root`'s catalog. `split="eval"` keeps the held-out episodes
-        (and only `tasks`); `normalizer` (e.g. from a checkpoint) replaces the merged statistics."""
+        (and only `tasks`); `normalizer` (e.g. from a checkpoint) replaces the merged statistics;
+        `embodiments` (a per-embodiment model's) fixes the embodiment ids: a dataset of another embodiment
+        is a `DataError`."""
         from catalog.mixture import load_mixture, resolve
 
         mixture = load_mixture(cfg.mixture)
         plan = resolve(cfg.root, mixture)
         rows = _with_latents(_matched_rows(cfg, plan, mixture))
         infos = _plan_datasets(cfg, rows)
-        normalizer = normalizer or build_normalizer(infos, cfg.std_floor)
+        if normalizer is None:  # statistics of the training episodes only
+            normalizer = build_normalizer(infos, _split(rows, cfg.holdout, "train"), cfg)
         rows = _split(rows, cfg.holdout, split)
         bits = sum(1 << TASK_IDS[t] for t in tasks)
         rows = _usable(rows, plan, infos, bits, cfg.future_offset)
         table = _table(rows)
         pools = _pools(rows, plan)
-        return cls(cfg, infos, table, pools, normalizer, None if split == "train" else EVAL_STREAM)
+        stream = None if split == "train" else EVAL_STREAM
+        return cls(cfg, infos, table, pools, normalizer, stream, embodiments)
 
     @property
     def latent_shape(self) -> tuple[int, int]:
@@ -732,7 +841,8 @@ class TrainingData:
         )
         obs, future = self.latents(spec)
         has_action = bool(self.table.has_action[spec.row])
-        dims = self.datasets[int(self.table.dataset[spec.row])].action_dims & has_action
+        d = int(self.table.dataset[spec.row])
+        dims = self.datasets[d].action_dims & has_action
         return Sample(
             task=spec.task,
             obs_latents=obs,
@@ -745,6 +855,7 @@ class TrainingData:
             actions=actions,
             action_mask=action_mask,
             action_dims=dims,
+            embodiment=int(self._embodiment[d]),
             caption=self.table.caption[spec.row],
             dataset=spec.dataset,
             episode_index=spec.episode_index,
@@ -815,11 +926,13 @@ def build_eval_samples(
     normalizer: Normalizer | None = None,
     tasks: Sequence[str] = ("policy", "forward_dynamics"),
     data: TrainingData | None = None,
+    embodiments: Sequence[str] | None = None,
 ) -> list[Batch]:
     """n samples of the held-out episodes, each with a task of `tasks` its tier allows, in batches of
     `cfg.batch_size`; the same for every call with the same seed. `data`: the held-out data already opened
-    with the same arguments (`TrainingData.open(cfg, normalizer, split="eval", tasks=tasks)`)."""
-    data = data or TrainingData.open(cfg, normalizer, split="eval", tasks=tasks)
+    with the same arguments (`TrainingData.open(cfg, normalizer, split="eval", tasks=tasks,
+    embodiments=embodiments)`); `embodiments`: see `TrainingData.open`."""
+    data = data or TrainingData.open(cfg, normalizer, split="eval", tasks=tasks, embodiments=embodiments)
     specs = [data.spec(0, 0, i) for i in range(n)]
     size = cfg.batch_size
     return [collate([data.sample(s) for s in specs[a : a + size]]) for a in range(0, n, size)]

@@ -123,6 +123,7 @@ class RunView:
     normalizer: Any
     encoder: Any
     device: torch.device
+    embodiments: list[str] | None = None  # the ids the model was built with (per-embodiment heads)
 
     def held_out(self, n: int, tasks: tuple[str, ...], data: Any = None) -> list:
         """`n` held-out samples of `tasks` (`train.data.build_eval_samples`), the same for the same seed."""
@@ -130,14 +131,16 @@ class RunView:
         from train.setup import data_config
 
         cfg = data_config(self.opts, 1)
-        return build_eval_samples(cfg, n, normalizer=self.normalizer, tasks=tasks, data=data)
+        return build_eval_samples(cfg, n, normalizer=self.normalizer, tasks=tasks, data=data,
+                                  embodiments=self.embodiments)  # fmt: skip
 
     def held_out_data(self, tasks: tuple[str, ...]) -> Any:
         """The held-out `TrainingData` the samples of `held_out` come from (datasets, paths, cameras)."""
         from train.data import TrainingData
         from train.setup import data_config
 
-        return TrainingData.open(data_config(self.opts, 1), self.normalizer, split="eval", tasks=tasks)
+        return TrainingData.open(data_config(self.opts, 1), self.normalizer, split="eval", tasks=tasks,
+                                 embodiments=self.embodiments)  # fmt: skip
 
     def condition(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's condition tokens: cached with the batch, or the encoder on captions and frame t."""
@@ -153,7 +156,7 @@ def open_run(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     from train.configs import ModelConfig
     from train.data import Normalizer
     from train.model import LDAModel
-    from train.setup import condition_encoder
+    from train.setup import condition_encoder, run_embodiments
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     state = load_checkpoint(run_dir)
@@ -169,7 +172,8 @@ def open_run(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     if "condition" in state:  # a fine-tuned (--unfreeze-vlm) encoder
         encoder.load_state_dict(state["condition"])
     encoder.train(False)
-    return RunView(int(state["step"]), model.to(device).eval(), opts, norm, encoder, device)
+    return RunView(int(state["step"]), model.to(device).eval(), opts, norm, encoder, device,
+                   run_embodiments(state))  # fmt: skip
 
 
 def evaluate(run_dir: Path, mixture: Path | None = None, root: Path | None = None, n: int = 64,

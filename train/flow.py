@@ -146,7 +146,8 @@ def context_inputs(batch: Batch) -> dict[str, Tensor]:
     """The model inputs a batch gives besides the slots: all from frame t or before, or dataset constants.
 
     obs latents (t - history_offset, t), state and state_mask (t), history actions and masks (t-H .. t-1),
-    and the embodiment's action dimensions (`batch.action_dims`, the dataset card's). Nothing of t+1 ..:
+    and the embodiment's action dimensions (`batch.action_dims`, the dataset card's) and id
+    (`batch.embodiment`, which picks per-embodiment action heads). Nothing of t+1 ..:
     `action_mask` and `future_valid` only mask the losses (the policy never learns from them which values
     will exist), `actions` / `future_latents` only enter as a task's noisy or clean slot.
     """
@@ -157,6 +158,7 @@ def context_inputs(batch: Batch) -> dict[str, Tensor]:
         history_actions=batch.history_actions,
         history_mask=batch.history_mask,
         action_dim_mask=batch.action_dims,
+        embodiment=batch.embodiment,
     )
 
 
@@ -354,6 +356,7 @@ def random_batch(
         dataset=["random"] * b,
         episode_index=torch.arange(b),
         frame_index=torch.zeros(b, dtype=torch.long),
+        embodiment=torch.arange(b) % max(1, config.n_embodiments),  # cycling over the model's embodiments
     )
     batch.future_latents[~batch.future_valid] = 0.0
     batch.action_mask &= torch.rand(b, c, a, generator=g) >= 0.05  # tracking gaps inside the chunk

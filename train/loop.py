@@ -65,6 +65,8 @@ class TrainOptions(BaseModel):
     condition_cache: Path | None = Field(
         None, description="read condition tokens from `train cache-condition`"
     )
+    action_heads: Literal["shared", "per_embodiment"] = "shared"  # see ModelConfig.action_heads
+    normalizer: Literal["mean_std", "quantile"] = "mean_std"  # state / action normalisation (train.data)
     progress: bool = True
     # Scale (train/parallel.py): how ranks share the model, and per-block recompute / compile.
     parallel: Literal["ddp", "fsdp"] = "ddp"

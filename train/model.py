@@ -19,6 +19,8 @@ The substitution is per sample (`torch.where` on the task id), never by reorderi
 conditioning vector is embed(t * 1000) + task embedding; each block modulates each stream with its own
 adaLN-Zero (shift / scale / gate), runs ONE joint attention over both streams with per-stream QKV and
 output projections, then a per-stream cross-attention to the condition tokens and a per-stream FFN.
+Per-embodiment action heads (`ModelConfig.action_heads`): the history / state / chunk encoders and the
+action output layer have one copy per embodiment, picked per sample by `embodiment` ids (`EmbodimentLinear`).
 No parallelism here: FSDP / DDP / compile wrap this module from outside.
 """
 
@@ -70,22 +72,66 @@ class TimestepEmbedder(nn.Module):
         return self.mlp(timestep_sinusoid(t).to(self.mlp[0].weight.dtype))
 
 
+class SharedLinear(nn.Linear):
+    """`nn.Linear` that takes (and ignores) the per-sample embodiment ids, so shared and per-embodiment
+    action layers are called alike. Same parameters and names as `nn.Linear` (old checkpoints load)."""
+
+    def forward(self, x: Tensor, embodiment: Tensor | None = None) -> Tensor:
+        return super().forward(x)
+
+
+class EmbodimentLinear(nn.Module):
+    """One Linear(in -> out) per embodiment, picked per sample by `embodiment` (int64 [B]); GR00T's
+    `CategorySpecificLinear`. Every copy runs on the whole batch and each sample keeps its own copy's output:
+    the batch is never reordered, shapes are static, and every copy stays in the graph (a copy whose
+    embodiment is absent from the batch gets a zero gradient, so DDP needs no unused-parameter search).
+    x [B, ..., in] -> [B, ..., out]."""
+
+    def __init__(self, n: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(n, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for w in self.weight:
+            nn.init.xavier_uniform_(w)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor, embodiment: Tensor | None) -> Tensor:
+        if embodiment is None:
+            raise ValueError("per-embodiment action heads need each sample's embodiment (Batch.embodiment)")
+        every = torch.einsum("b...i,eoi->eb...o", x, self.weight.to(x.dtype))
+        own = every[embodiment, torch.arange(x.shape[0], device=x.device)]
+        return own + self.bias[embodiment].to(x.dtype).view(x.shape[0], *([1] * (x.dim() - 2)), -1)
+
+
+def action_linear(n_embodiments: int, in_features: int, out_features: int) -> SharedLinear | EmbodimentLinear:
+    """A layer of the action encoders / head: shared (n 0) or one copy per embodiment."""
+    if n_embodiments:
+        return EmbodimentLinear(n_embodiments, in_features, out_features)
+    return SharedLinear(in_features, out_features)
+
+
 class ChunkActionEncoder(nn.Module):
     """GR00T-style action encoder: each chunk token sees its own time.
 
-    W1([a * m | m]) -> concat sinusoid(t) -> W2 -> SiLU -> W3: [B, C, A] -> [B, C, D].
+    W1([a * m | m]) -> concat sinusoid(t) -> W2 -> SiLU -> W3: [B, C, A] -> [B, C, D]; with
+    `n_embodiments`, each W has one copy per embodiment.
     """
 
-    def __init__(self, action_dim: int, hidden: int) -> None:
+    def __init__(self, action_dim: int, hidden: int, n_embodiments: int = 0) -> None:
         super().__init__()
-        self.w1 = nn.Linear(2 * action_dim, hidden)
-        self.w2 = nn.Linear(hidden + TIME_FREQ_DIM, hidden)
-        self.w3 = nn.Linear(hidden, hidden)
+        self.w1 = action_linear(n_embodiments, 2 * action_dim, hidden)
+        self.w2 = action_linear(n_embodiments, hidden + TIME_FREQ_DIM, hidden)
+        self.w3 = action_linear(n_embodiments, hidden, hidden)
 
-    def forward(self, actions: Tensor, dim_mask: Tensor, t: Tensor) -> Tensor:
-        h = self.w1(masked_with_flags(actions, dim_mask[:, None, :].expand_as(actions)))
+    def forward(
+        self, actions: Tensor, dim_mask: Tensor, t: Tensor, embodiment: Tensor | None = None
+    ) -> Tensor:
+        h = self.w1(masked_with_flags(actions, dim_mask[:, None, :].expand_as(actions)), embodiment)
         time = timestep_sinusoid(t).to(h.dtype)[:, None, :].expand(-1, h.shape[1], -1)
-        return self.w3(F.silu(self.w2(torch.cat([h, time], dim=-1))))
+        return self.w3(F.silu(self.w2(torch.cat([h, time], dim=-1), embodiment)), embodiment)
 
 
 def masked_with_flags(x: Tensor, mask: Tensor) -> Tensor:
@@ -240,17 +286,18 @@ def capture_attention(model: nn.Module) -> Iterator[list[list[Tensor]]]:
 
 
 class FinalLayer(nn.Module):
-    """adaLN (shift / scale) then a linear head, both zero-initialised (DiT)."""
+    """adaLN (shift / scale) then a linear head, both zero-initialised (DiT); with `n_embodiments`, both
+    have one copy per embodiment."""
 
-    def __init__(self, hidden: int, out_dim: int) -> None:
+    def __init__(self, hidden: int, out_dim: int, n_embodiments: int = 0) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-        self.ada = nn.Linear(hidden, 2 * hidden)
-        self.linear = nn.Linear(hidden, out_dim)
+        self.ada = action_linear(n_embodiments, hidden, 2 * hidden)
+        self.linear = action_linear(n_embodiments, hidden, out_dim)
 
-    def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        shift, scale = self.ada(c)[:, None, :].chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
+    def forward(self, x: Tensor, c: Tensor, embodiment: Tensor | None = None) -> Tensor:
+        shift, scale = self.ada(c, embodiment)[:, None, :].chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale), embodiment)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,16 +311,17 @@ class LDAModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        d, lat, a = config.hidden, config.latent_dim, config.action_dim
+        d, lat, a, n_emb = config.hidden, config.latent_dim, config.action_dim, config.n_embodiments
         # Visual stream.
         self.obs_in = nn.Linear((config.obs_history + 1) * lat, d)
         self.obs_pos = nn.Parameter(torch.empty(config.n_latent_tokens, d))
         self.sinks = nn.Parameter(torch.empty(config.n_sink_tokens, d))
         self.visual_register = nn.Parameter(torch.empty(lat))  # broadcast over the N positions (policy)
         # Action stream.
-        self.history_in = nn.Linear(2 * a, d)
-        self.state_in = nn.Linear(2 * a, d)
-        self.chunk_in = ChunkActionEncoder(a, d)
+        # Per-embodiment (config.action_heads): the history, state and chunk encoders and the action head.
+        self.history_in = action_linear(n_emb, 2 * a, d)
+        self.state_in = action_linear(n_emb, 2 * a, d)
+        self.chunk_in = ChunkActionEncoder(a, d, n_emb)
         self.action_pos = nn.Parameter(torch.empty(config.n_action_tokens, d))
         self.action_register = nn.Parameter(torch.empty(config.chunk, d))  # visual forecasting
         # Conditioning.
@@ -282,7 +330,7 @@ class LDAModel(nn.Module):
         self.cond_norm = nn.LayerNorm(config.cond_dim, eps=1e-6)
         self.blocks = nn.ModuleList([MMDiTBlock(config) for _ in range(config.layers)])
         self.obs_out = FinalLayer(d, lat)
-        self.action_out = FinalLayer(d, a)
+        self.action_out = FinalLayer(d, a, n_emb)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -291,6 +339,8 @@ class LDAModel(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)
+            elif isinstance(module, EmbodimentLinear):
+                module.reset_parameters()
         for p in (self.obs_pos, self.sinks, self.visual_register, self.action_pos, self.action_register):
             nn.init.normal_(p, std=0.02)
         nn.init.normal_(self.task_embed.weight, std=0.02)
@@ -319,6 +369,7 @@ class LDAModel(nn.Module):
         task: Tensor,
         cond_tokens: Tensor,
         cond_mask: Tensor,
+        embodiment: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Velocities of the chunk actions and of the future latent.
 
@@ -327,13 +378,15 @@ class LDAModel(nn.Module):
         (noisy or clean chunk, ignored for visual forecasting) + action_dim_mask [B, A] (the dimensions the
         embodiment has: a constant of the sample's dataset, never the future chunk's validity);
         t_action, t_obs float [B] (0 = clean, 1 = noise); task int64 [B];
-        cond_tokens [B, Lc, cond_dim] + cond_mask bool [B, Lc] (True = real token).
+        cond_tokens [B, Lc, cond_dim] + cond_mask bool [B, Lc] (True = real token); embodiment int64 [B]
+        (`Batch.embodiment`, read only by per-embodiment action heads).
         Returns v_action [B, C, A] and v_obs [B, N, L] for every sample; the losses pick what counts.
         """
         x_obs = self.embed_visual(obs_latents, future_slot, task)
         x_act = self.embed_actions(
-            state, state_mask, history_actions, history_mask, actions_in, action_dim_mask, t_action, task
-        )
+            state, state_mask, history_actions, history_mask, actions_in, action_dim_mask, t_action, task,
+            embodiment,
+        )  # fmt: skip
         t_cond = torch.where((task == POLICY) | (task == INVERSE_DYNAMICS), t_action, t_obs)
         c = F.silu(self.time_embed(t_cond) + self.task_embed(task))
         cond = self.cond_norm(cond_tokens.to(self.dtype))
@@ -342,7 +395,7 @@ class LDAModel(nn.Module):
         for block in self.blocks:
             x_obs, x_act = block(x_obs, x_act, c, cond, cond_attn_mask, has_cond)
         v_obs = self.obs_out(x_obs[:, self.config.n_sink_tokens :], c)
-        v_action = self.action_out(x_act[:, -self.config.chunk :], c)
+        v_action = self.action_out(x_act[:, -self.config.chunk :], c, embodiment)
         return v_action, v_obs
 
     def embed_visual(self, obs_latents: Tensor, future_slot: Tensor, task: Tensor) -> Tensor:
@@ -363,12 +416,13 @@ class LDAModel(nn.Module):
         action_dim_mask: Tensor,
         t_action: Tensor,
         task: Tensor,
+        embodiment: Tensor | None = None,
     ) -> Tensor:
         """-> [B, H + 1 + C, D]: history, state, chunk (the action register for visual forecasting)."""
-        dt = self.dtype
-        history = self.history_in(masked_with_flags(history_actions.to(dt), history_mask))
-        state_tok = self.state_in(masked_with_flags(state.to(dt), state_mask))[:, None, :]
-        chunk = self.chunk_in(actions_in.to(dt), action_dim_mask, t_action)
+        dt, emb = self.dtype, embodiment
+        history = self.history_in(masked_with_flags(history_actions.to(dt), history_mask), emb)
+        state_tok = self.state_in(masked_with_flags(state.to(dt), state_mask), emb)[:, None, :]
+        chunk = self.chunk_in(actions_in.to(dt), action_dim_mask, t_action, emb)
         chunk = torch.where(
             (task == VISUAL_FORECASTING)[:, None, None], self.action_register.to(chunk.dtype), chunk
         )

@@ -22,7 +22,7 @@ def data_config(opts: TrainOptions, world_size: int, **kw: Any) -> Any:
         raise ValueError(f"--batch-size {opts.batch_size} is not a multiple of --num-workers {world_size}")
     return DataConfig(root=opts.root, mixture=opts.mixture, batch_size=opts.batch_size // world_size,
                       seed=opts.seed, num_workers=opts.loader_workers, images=opts.vlm,
-                      condition_cache=opts.condition_cache,
+                      condition_cache=opts.condition_cache, normalizer=opts.normalizer,
                       pin_memory=torch.cuda.is_available(), **kw)  # fmt: skip
 
 
@@ -51,15 +51,33 @@ def _precomputed(opts: TrainOptions) -> Any:
     return PrecomputedCondition(meta.encoder, meta.dim)
 
 
-def build_model(config_name: str, data: Any, cond_dim: int) -> Any:
+def build_model(config_name: str, data: Any, cond_dim: int, action_heads: str = "shared") -> Any:
     from train.configs import get_config
     from train.model import LDAModel
 
     tokens, dim = data.latent_shape
+    # Per-embodiment heads: one copy for each embodiment of the data (its ids index `data.embodiments`).
+    embodiments = tuple(data.embodiments) if action_heads == "per_embodiment" else ()
     # Inverse dynamics is scored on the steps between o_t and the future frame (future_offset frames).
     config = get_config(config_name, latent_dim=dim, n_latent_tokens=tokens, cond_dim=cond_dim,
-                        future_obs_index=data.cfg.future_offset)  # fmt: skip
+                        future_obs_index=data.cfg.future_offset, action_heads=action_heads,
+                        embodiments=embodiments)  # fmt: skip
     return LDAModel(config)
+
+
+def run_embodiments(state: dict[str, Any] | None) -> list[str] | None:
+    """The embodiment names a checkpoint's per-embodiment model was built with (None: shared heads)."""
+    config = (state or {}).get("model_config", {})
+    return list(config["embodiments"]) if config.get("action_heads") == "per_embodiment" else None
+
+
+def check_resume(opts: TrainOptions, state: dict[str, Any]) -> None:
+    """--action-heads and --normalizer of a resumed run must be the checkpoint's."""
+    heads = state["model_config"].get("action_heads", "shared")
+    mode = state["normalizer"].get("mode", "mean_std")
+    if (opts.action_heads, opts.normalizer) != (heads, mode):
+        raise ValueError(f"--resume: the checkpoint has --action-heads {heads} --normalizer {mode}, "
+                         f"not {opts.action_heads} / {opts.normalizer}")  # fmt: skip
 
 
 def _cond_dim(encoder: Any) -> int:
@@ -79,13 +97,15 @@ def build_run(
     if state is None and (opts.out / CHECKPOINT).exists():
         raise FileExistsError(f"{opts.out} already holds a run: pass --resume, or another --out")
     cfg = data_config(opts, world_size)
+    if state is not None:
+        check_resume(opts, state)
     normalizer = Normalizer.model_validate(state["normalizer"]) if state else None
-    data = TrainingData.open(cfg, normalizer)
+    data = TrainingData.open(cfg, normalizer, embodiments=run_embodiments(state))
     torch.manual_seed(opts.seed)  # identical initial weights on every rank
     encoder = condition_encoder(opts, device)
     if not encoder.frozen and world_size > 1:
         raise ValueError("--unfreeze-vlm is single-process for now (the encoder is not data-parallel)")
-    model = build_model(opts.config, data, _cond_dim(encoder)).to(device)
+    model = build_model(opts.config, data, _cond_dim(encoder), opts.action_heads).to(device)
     model = parallelize_run(model, opts, world_size, device, wrap_model)
     run = Run(opts, model, encoder, device)
     if state is not None:
