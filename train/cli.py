@@ -143,7 +143,7 @@ def eval_cmd(
 
     try:
         report = evaluate(run, mixture, root, samples, steps, draws=draws)
-    except (FileNotFoundError, ValueError) as e:  # DataError: e.g. an embodiment the run's model lacks
+    except ValueError as e:  # DataError: e.g. an embodiment the run's model lacks (a missing run: below)
         typer.echo(f"train eval: {e}", err=True)
         raise typer.Exit(2) from None
 
@@ -178,7 +178,7 @@ def viz_cmd(
 
     try:
         written = visualize(run, out, samples, steps, seed, mixture, root)
-    except (FileNotFoundError, ValueError) as e:
+    except ValueError as e:  # a missing run or checkpoint: the shared one-line handler (schemas/errors.py)
         typer.echo(f"train viz: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{len(written)} files written to {written[0].parent}")
