@@ -12,8 +12,8 @@ import torch
 from rich.console import Console
 
 from schemas.canonical import VECTOR_DIM, part_slice
-from train.baselines import action_baselines, hold_action, latent_baselines
-from train.batch import Batch
+from train.baselines import action_baselines, latent_baselines
+from train.batch import Batch, hold_action, last_action
 from train.data import Normalizer
 from train.evaluate import EvalReport, Score, _Sums, report_tables
 
@@ -35,18 +35,21 @@ def _batch(norm: Normalizer, actions: Tensor, history: Tensor, state: Tensor, ac
     """A batch from data-unit values, normalised the way `train/data.py` does it."""
     g = torch.Generator().manual_seed(1)
     now = torch.randn(B, N, L, generator=g)
+    state_n, history_n = norm.normalize_state(state, state_mask), norm.normalize_actions(history, history_mask)
+    dims = action_mask.any(dim=1)  # the embodiment's dims: those the chunks use
     return Batch(
         task=torch.zeros(B, dtype=torch.long),
         obs_latents=torch.stack([torch.randn(B, N, L, generator=g), now], dim=1),
         future_latents=now + 0.1 * torch.randn(B, N, L, generator=g),
         future_valid=torch.ones(B, dtype=torch.bool),
-        state=norm.normalize_state(state, state_mask),
+        state=state_n,
         state_mask=state_mask,
-        history_actions=norm.normalize_actions(history, history_mask),
+        history_actions=history_n,
         history_mask=history_mask,
         actions=norm.normalize_actions(actions, action_mask),
         action_mask=action_mask,
-        action_dims=action_mask.any(dim=1),  # the embodiment's dims: those the chunks use
+        action_dims=dims,
+        last_action=last_action(history_n[:, -1], history_mask[:, -1], state_n, state_mask, dims, norm),
         captions=["x"] * B,
         dataset=["a", "b", "a"],
         episode_index=torch.arange(B),

@@ -11,6 +11,7 @@ from torch import nn
 
 from schemas.canonical import VECTOR_DIM
 from train.baselines import action_baselines, latent_baselines
+from train.batch import last_action
 from train.configs import CONFIGS, ModelConfig
 from train.data import Normalizer
 from train.flow import (
@@ -54,18 +55,18 @@ def _norm(batch) -> Normalizer:
 
 def test_zero_change_reproduces_copy_current_and_repeat_last():
     batch, cond = random_batch(RESIDUAL, 6, seed=3), random_cond(RESIDUAL, 6)
-    batch.history_mask[0, -1, :] = False  # one sample without a last action: the reference is the mean
-    batch.history_actions[0, -1, :] = 0.0
     model, norm = NoChange(RESIDUAL), _norm(batch)
+    batch.history_mask[0, -1, :] = False  # one sample without a last action: it holds its state instead
+    batch.history_actions[0, -1, :] = 0.0
+    batch.last_action = last_action(batch.history_actions[:, -1], batch.history_mask[:, -1], batch.state,
+                                    batch.state_mask, batch.action_dims, norm)  # fmt: skip
     for steps in (1, 4):
         future = predict_future(model, batch, *cond, steps=steps, generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(future, latent_baselines(batch)["copy_current"], atol=1e-6, rtol=0)
         for inverse in (False, True):
             actions = sample_actions(model, batch, *cond, steps, torch.Generator().manual_seed(2), inverse)
-            # repeat_last of train.baselines, in data units, where a_{t-1} exists; the mean elsewhere
-            repeat = action_baselines(batch, norm)["repeat_last"]
-            has_last = batch.history_mask[:, -1][:, None, :].expand_as(actions)
-            expected = torch.where(has_last, repeat, norm.unnormalize_actions(torch.zeros_like(actions)))
+            # repeat_last of train.baselines, in data units, on every sample (sample 0: the held state)
+            expected = action_baselines(batch, norm)["repeat_last"]
             dims = batch.action_dims[:, None, :].expand_as(actions)
             torch.testing.assert_close(
                 norm.unnormalize_actions(actions)[dims], expected[dims], atol=1e-6, rtol=1e-5

@@ -7,7 +7,8 @@ delta, gripper and keypoints the next frame's values):
 - `repeat_last`: the last history action (a_{t-1}) repeated over the whole chunk; where that dimension of
   a_{t-1} is masked (episode start, occlusion), the action that holds the current state instead: zero
   position delta, identity rotation, gripper and keypoints of the state at t (where the state is valid);
-  where neither exists, the training mean.
+  where neither exists, the normaliser's centre (the training mean). This is `Batch.last_action`, the
+  very reference a residual model generates its chunk from (`train.flow.action_reference`).
 
 Latents (normalised units, as the model's forward-dynamics MSE):
 - `mean_latent`: the training-mean latent (the run's normaliser channel mean, i.e. 0 once normalised);
@@ -21,7 +22,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from schemas.canonical import IDENTITY_ROT6D, PARTS, SIDES, part_slice
 from train.batch import Batch
 from train.data import Normalizer
 
@@ -29,31 +29,11 @@ ACTION_BASELINES: tuple[str, ...] = ("zero", "mean", "repeat_last")
 LATENT_BASELINES: tuple[str, ...] = ("mean_latent", "copy_current")
 
 
-def hold_action(state: Tensor, state_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """The action that keeps the state of [B, A] (data units): zero motion, identity rotation, the
-    state's gripper and keypoints. Returns (action, valid); position and rotation are always valid."""
-    action = torch.zeros_like(state)
-    valid = torch.zeros_like(state_mask)
-    for side in SIDES:
-        rot = part_slice(side, "rotation")
-        action[:, rot] = torch.as_tensor(IDENTITY_ROT6D, dtype=state.dtype, device=state.device)
-        valid[:, part_slice(side, "position")] = True
-        valid[:, rot] = True
-        for part in PARTS[2:]:  # gripper, keypoints: the value at t+1 equals the one at t
-            s = part_slice(side, part)
-            action[:, s] = state[:, s]
-            valid[:, s] = state_mask[:, s]
-    return action, valid
-
-
 def action_baselines(batch: Batch, norm: Normalizer) -> dict[str, Tensor]:
     """Each action baseline's chunk [B, C, A] in data units (unmasked: score with the model's mask)."""
     shape = batch.actions.shape
     mean = torch.as_tensor(norm.action_mean, dtype=torch.float32, device=batch.actions.device)
-    last = norm.unnormalize_actions(batch.history_actions[:, -1])
-    state = norm.unnormalize_state(batch.state)
-    hold, hold_valid = hold_action(state, batch.state_mask)
-    repeat = torch.where(batch.history_mask[:, -1], last, torch.where(hold_valid, hold, mean))
+    repeat = norm.unnormalize_actions(batch.last_action)  # a_{t-1}, else hold the state, else the centre
     return {
         "zero": torch.zeros(shape, device=batch.actions.device),
         "mean": mean.expand(shape),

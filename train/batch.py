@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
+
+from schemas.canonical import IDENTITY_ROT6D, PARTS, SIDES, part_slice
 
 TASK_NAMES: tuple[str, ...] = ("policy", "forward_dynamics", "inverse_dynamics", "visual_forecasting")
 TASK_IDS: dict[str, int] = {name: i for i, name in enumerate(TASK_NAMES)}
@@ -44,6 +47,10 @@ class Batch:
     # The action dimensions the sample's embodiment has: its dataset card's `valid_action_dims` (all False
     # for an episode without actions). A dataset constant, so no future; every action_mask is inside it.
     action_dims: torch.Tensor  # bool [B, A]
+    # The last action as time t knows it (`last_action`): a_{t-1}, or the action holding the state at t
+    # where a_{t-1} is masked, or 0 (normalised); 0 outside `action_dims`. The repeat-last baseline and
+    # what a residual chunk is generated relative to (`train.flow.action_reference`); not a model input.
+    last_action: torch.Tensor  # float32 [B, A]
     captions: list[str]  # the unified instruction of each sample's episode
     # Where each sample comes from (for evaluation and debugging): dataset name, episode, frame.
     dataset: list[str]
@@ -96,3 +103,34 @@ class Batch:
 
 def _rows(value, rows: slice):
     return None if value is None else value[rows]
+
+
+def hold_action(state, state_mask):
+    """The action that keeps the state of [..., A] (data units, numpy or torch): zero motion, identity
+    rotation, the state's gripper and keypoints (CONTRACT.md section 4: position and rotation are the step's
+    delta, gripper and keypoints the next frame's values). Returns (action, valid); position and rotation
+    are always valid, gripper and keypoints where the state is."""
+    xp = torch if torch.is_tensor(state) else np
+    action, valid = xp.zeros_like(state), xp.zeros_like(state_mask)
+    identity = torch.as_tensor(IDENTITY_ROT6D).to(state) if xp is torch else IDENTITY_ROT6D
+    for side in SIDES:
+        rot = part_slice(side, "rotation")
+        action[..., rot] = identity
+        valid[..., part_slice(side, "position")] = True
+        valid[..., rot] = True
+        for part in PARTS[2:]:  # gripper, keypoints: the value at t+1 equals the one at t
+            s = part_slice(side, part)
+            action[..., s] = state[..., s]
+            valid[..., s] = state_mask[..., s]
+    return action, valid
+
+
+def last_action(history_last, history_mask, state, state_mask, action_dims, norm):
+    """[..., A] normalised (numpy or torch, as the inputs): a_{t-1} (`history_last`, normalised) where
+    `history_mask`; else the action holding the normalised `state` at t (`hold_action`) where that exists;
+    else 0 (the normaliser's centre); 0 outside `action_dims`. Only inputs of time t or before."""
+    hold, valid = hold_action(norm.unnormalize_state(state, state_mask), state_mask)
+    held = norm.normalize_actions(hold, valid)
+    where = torch.where if torch.is_tensor(history_last) else np.where
+    out = where(action_dims, where(history_mask, history_last, held), 0.0)
+    return out if torch.is_tensor(out) else out.astype(np.float32)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from catalog.latents_reader import read_images, read_latents
 from schemas.latents import LatentsMeta, latents_path
 from schemas.lerobot import INFO_PATH, InfoJson
-from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch
+from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch, last_action
 from train.condition_cache import read_condition
 
 if TYPE_CHECKING:
@@ -585,6 +585,7 @@ class Sample:
     actions: np.ndarray  # float32 [C, A]
     action_mask: np.ndarray  # bool [C, A]
     action_dims: np.ndarray  # bool [A]: the dataset card's action dimensions (none without actions)
+    last_action: np.ndarray  # float32 [A]: `train.batch.last_action` of frame t
     embodiment: int  # id into `TrainingData.embodiments`
     caption: str
     dataset: str
@@ -659,6 +660,7 @@ def collate(samples: Sequence[Sample]) -> Batch:
         actions=stack("actions"),
         action_mask=stack("action_mask"),
         action_dims=stack("action_dims"),
+        last_action=stack("last_action"),
         embodiment=torch.tensor([s.embodiment for s in samples], dtype=torch.int64),
         captions=[s.caption for s in samples],
         dataset=[s.dataset for s in samples],
@@ -843,18 +845,21 @@ class TrainingData:
         has_action = bool(self.table.has_action[spec.row])
         d = int(self.table.dataset[spec.row])
         dims = self.datasets[d].action_dims & has_action
+        state, state_mask = ep.state[t].copy(), ep.state_mask[t].copy()
+        last = last_action(history[-1], history_mask[-1], state, state_mask, dims, self.normalizer)
         return Sample(
             task=spec.task,
             obs_latents=obs,
             future_latents=future,
             future_valid=spec.future_valid,
-            state=ep.state[t].copy(),
-            state_mask=ep.state_mask[t].copy(),
+            state=state,
+            state_mask=state_mask,
             history_actions=history,
             history_mask=history_mask,
             actions=actions,
             action_mask=action_mask,
             action_dims=dims,
+            last_action=last,
             embodiment=int(self._embodiment[d]),
             caption=self.table.caption[spec.row],
             dataset=spec.dataset,

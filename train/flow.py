@@ -78,12 +78,12 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 
 def action_reference(batch: Batch, config: ModelConfig) -> Tensor:
-    """[B, 1, A]: what the chunk is generated relative to. `action_residual`: the last history action
-    a_{t-1} (normalised; where it is masked, 0 = the training mean), an input of time t; else 0."""
+    """[B, 1, A]: what the chunk is generated relative to. `action_residual`: `batch.last_action` (a_{t-1},
+    or the action holding the state at t where that is masked, else 0: the repeat-last baseline), an input
+    of time t; else 0."""
     if not config.action_residual:
         return torch.zeros_like(batch.actions[:, :1])
-    last = torch.where(batch.history_mask[:, -1], batch.history_actions[:, -1], 0.0)
-    return last[:, None, :]
+    return batch.last_action[:, None, :]
 
 
 def latent_reference(batch: Batch, config: ModelConfig) -> Tensor:
@@ -352,6 +352,7 @@ def random_batch(
         actions=randn(b, c, a) * dims[:, None, :],
         action_mask=dims[:, None, :] & steps[:, :, None],
         action_dims=dims.clone(),
+        last_action=torch.zeros(b, a),  # set below: a_{t-1} (all history is valid inside dims)
         captions=[f"pick up object {i} and place it in the bin" for i in range(b)],
         dataset=["random"] * b,
         episode_index=torch.arange(b),
@@ -359,6 +360,7 @@ def random_batch(
         embodiment=torch.arange(b) % max(1, config.n_embodiments),  # cycling over the model's embodiments
     )
     batch.future_latents[~batch.future_valid] = 0.0
+    batch.last_action = batch.history_actions[:, -1].clone()
     batch.action_mask &= torch.rand(b, c, a, generator=g) >= 0.05  # tracking gaps inside the chunk
     batch.actions *= batch.action_mask  # masked values are 0, padded steps included
     return batch.to(device)

@@ -89,9 +89,9 @@ def pca_colours(grids: list[np.ndarray], fit_on: np.ndarray) -> list[np.ndarray]
 
 def noop_actions(batch: Any, norm: Any) -> Tensor:
     """The "stay still" chunk [B, C, A] (normalised): every step the action that holds the state at t
-    (`train.baselines.hold_action`); dimensions it cannot give (masked state) get the training mean, and
+    (`train.batch.hold_action`); dimensions it cannot give (masked state) get the training mean, and
     dimensions outside the embodiment's `action_dims` are 0, as in the data."""
-    from train.baselines import hold_action
+    from train.batch import hold_action
 
     hold, valid = hold_action(norm.unnormalize_state(batch.state), batch.state_mask)
     still = norm.normalize_actions(hold, valid & batch.action_dims)
