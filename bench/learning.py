@@ -72,11 +72,12 @@ def _figures(report, one_step) -> dict:
     for task, _, _ in EVAL_TASKS:
         s, s1 = report.score(task, ALL), one_step.score(task, ALL)
         if s is not None:
-            out[task] = {"model": s.model, "model_1step": s1.model, "samples": s.samples, **s.baselines}
+            out[task] = {"model": s.model, "model_mean": s.model_mean, "model_1step": s1.model,
+                         "samples": s.samples, **s.baselines}  # fmt: skip
     return out
 
 
-NOT_BASELINES = ("model", "model_1step", "samples")
+NOT_BASELINES = ("model", "model_mean", "model_1step", "samples")
 
 
 def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws: int) -> dict:
@@ -101,7 +102,7 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
     return {"config": opts.config, "params": params, "steps": opts.steps, "batch_size": opts.batch_size,
             "lr": opts.lr, "ms_per_step_median": 1000 * ms[len(ms) // 2], "eval_samples": samples,
             "draws": draws, "points": points, "losses": losses,
-            "first_beaten": first_beaten(points),
+            "first_beaten": first_beaten(points), "first_beaten_mean": first_beaten(points, "model_mean"),
             "first_beaten_1step": first_beaten(points, "model_1step")}  # fmt: skip
 
 
@@ -146,6 +147,8 @@ def plot(result: dict, path: Path, others: list[dict] = ()) -> None:
             line = ax.plot(steps, model, "o-", label=f"model {r['config']}")[0]
             one = [p["tasks"][task]["model_1step"] for p in r["points"]]
             ax.plot(steps, one, "s:", color=line.get_color(), label=f"model {r['config']} 1 Euler step")
+            mean = [p["tasks"][task].get("model_mean") for p in r["points"]]
+            ax.plot(steps, mean, "^--", color=line.get_color(), label=f"model {r['config']} mean of draws")
         last = result["points"][-1]["tasks"][task]
         for i, (name, value) in enumerate((k, v) for k, v in last.items() if k not in NOT_BASELINES):
             if value is not None:
@@ -207,6 +210,7 @@ def main() -> None:
     ms = result["ms_per_step_median"]
     print(f"{args.config}: {result['params']:,} parameters, {ms:.0f} ms/step median")
     print("first eval step beating each baseline:", json.dumps(result["first_beaten"]))
+    print("the same, mean of the draws' predictions:", json.dumps(result["first_beaten_mean"]))
     print("the same, one Euler step:", json.dumps(result["first_beaten_1step"]))
     print(f"wrote {args.out / 'learning.json'} and {args.out / 'learning.png'}")
 

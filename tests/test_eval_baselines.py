@@ -35,7 +35,8 @@ def _batch(norm: Normalizer, actions: Tensor, history: Tensor, state: Tensor, ac
     """A batch from data-unit values, normalised the way `train/data.py` does it."""
     g = torch.Generator().manual_seed(1)
     now = torch.randn(B, N, L, generator=g)
-    state_n, history_n = norm.normalize_state(state, state_mask), norm.normalize_actions(history, history_mask)
+    state_n = norm.normalize_state(state, state_mask)
+    history_n = norm.normalize_actions(history, history_mask)
     dims = action_mask.any(dim=1)  # the embodiment's dims: those the chunks use
     return Batch(
         task=torch.zeros(B, dtype=torch.long),

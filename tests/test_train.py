@@ -92,6 +92,11 @@ def _check_eval_report(output: str, out: Path, root: Path, mixture: Path, l1: fl
     policy = scores["policy", "all"]
     assert policy["model"] == pytest.approx(l1, abs=1e-5)
     assert policy["model"] == pytest.approx(sum(policy["model_draws"]) / 2)
+    # The mean of the draws' predictions: its L1 / MSE is at most the draws' mean error (convexity), and
+    # below it whenever the two draws differ (they do: an untrained model samples noise).
+    for s in report["scores"]:
+        if s["model"] is not None:
+            assert s["model_mean"] < s["model"]
     norm = Normalizer.load(out / "normalizer.json")
     tasks = ("policy", "inverse_dynamics", "forward_dynamics")
     cfg = data_config(_opts(root, mixture, out), 1)
