@@ -7,7 +7,8 @@ The data: the genuine files in ../shared/realdata (EgoDex; Bridge via `ingest ru
 `ingest run lerobot_gr00t_gr1` with --sources), converted into a temporary root, latents with random
 DINOv3 weights (`ingest latents --random-weights`), `catalog build`. Training is `train.loop`'s own step
 (`train.setup.build_run` + `train.loop.train_step`); every --eval-every steps the checkpoint is written and
-scored by `train.evaluate.evaluate` (held-out episodes, the model beside each baseline). Prints per eval
+scored by `train.evaluate.evaluate` (held-out episodes, the model beside each baseline). The condition is
+the random byte-level text encoder (`random-text`: no VLM weights on a CPU machine). Prints per eval
 point the model and each baseline, then the first step at which each baseline is beaten; writes
 OUT/learning.json (every figure) and OUT/learning.png (the curves).
 """
@@ -28,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train.evaluate import ALL, EVAL_TASKS, evaluate  # noqa: E402
-from train.loop import TrainOptions, save_checkpoint, train_step  # noqa: E402
+from train.loop import RANDOM_TEXT, TrainOptions, save_checkpoint, train_step  # noqa: E402
 from train.setup import build_run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +101,8 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
             _print_point(points[-1])
     ms = sorted(times[1:] or times)
     return {"config": opts.config, "params": params, "steps": opts.steps, "batch_size": opts.batch_size,
-            "lr": opts.lr, "ms_per_step_median": 1000 * ms[len(ms) // 2], "eval_samples": samples,
+            "lr": opts.lr, "weight_decay": opts.weight_decay, "ms_per_step_median": 1000 * ms[len(ms) // 2],
+            "eval_samples": samples,
             "draws": draws, "points": points, "losses": losses,
             "first_beaten": first_beaten(points), "first_beaten_mean": first_beaten(points, "model_mean"),
             "first_beaten_1step": first_beaten(points, "model_1step")}  # fmt: skip
@@ -178,6 +180,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--weight-decay", type=float, default=TrainOptions.model_fields["weight_decay"].default)
     ap.add_argument("--samples", type=int, default=32, help="held-out samples per eval point")
     ap.add_argument("--draws", type=int, default=2, help="noise draws the model's error is averaged over")
     ap.add_argument("--sources", nargs="+", default=["egodex"], choices=sorted(SOURCES))
@@ -201,7 +204,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     opts = TrainOptions(mixture=args.mixture, root=root, out=args.out / "run", config=args.config,
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr, loader_workers=0,
-                        checkpoint_every=args.steps, progress=False, warmup=args.warmup)  # fmt: skip
+                        weight_decay=args.weight_decay,
+                        checkpoint_every=args.steps, progress=False, warmup=args.warmup,
+                        condition=RANDOM_TEXT)  # fmt: skip
     result = train_and_evaluate(opts, args.eval_every, args.samples, args.draws)
     result["root"] = str(root)
     (args.out / "learning.json").write_text(json.dumps(result, indent=1))
