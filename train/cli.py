@@ -73,6 +73,9 @@ def launch(
         bool, typer.Option(help="Recompute each block's activations in the backward pass.")
     ] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile each block.")] = False,
+    ema: Annotated[
+        float | None, typer.Option(help="Keep an EMA of the weights with this decay; eval/viz use it.")
+    ] = None,
 ) -> None:
     """Train on a mixture: print the resolved plan, then train (resumable, data-parallel on Ray)."""
     from pydantic import ValidationError
@@ -86,7 +89,7 @@ def launch(
             loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
             unfreeze_vlm=unfreeze_vlm, vlm_lr=vlm_lr, condition_cache=condition_cache, progress=progress,
             parallel=parallel, activation_checkpointing=activation_checkpointing, compile=compile,
-            action_heads=action_heads, normalizer=normalizer,
+            action_heads=action_heads, normalizer=normalizer, ema=ema,
         )  # fmt: skip
     except ValidationError as e:
         typer.echo(f"train launch: {e.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)

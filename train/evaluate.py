@@ -163,7 +163,8 @@ class RunView:
 
 
 def open_run(run_dir: Path, mixture: Path | None = None, root: Path | None = None, seed: int = 0) -> RunView:
-    """Rebuild the run in `run_dir` from its checkpoint; `mixture` / `root` default to the run's."""
+    """Rebuild the run in `run_dir` from its checkpoint (a `--ema` run's averaged weights); `mixture` /
+    `root` default to the run's."""
     from train.configs import ModelConfig
     from train.data import Normalizer
     from train.model import LDAModel
@@ -174,7 +175,7 @@ def open_run(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     if state is None:
         raise FileNotFoundError(f"no {CHECKPOINT} in {run_dir}")
     model = LDAModel(ModelConfig.model_validate(state["model_config"]))
-    model.load_state_dict(state["model"])
+    model.load_state_dict({**state["model"], **state.get("ema", {})})  # a --ema run: its averaged weights
     opts = TrainOptions.model_validate(state["options"])
     opts = opts.model_copy(update={"mixture": mixture or opts.mixture, "root": root or opts.root,
                                    "loader_workers": 0, "seed": seed})  # fmt: skip

@@ -49,6 +49,10 @@ class TrainOptions(BaseModel):
     eps: float = 1e-8
     warmup: int | None = Field(None, ge=0, description="default: 5 % of the steps")
     grad_clip: float = 1.0
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="also keep an exponential moving average of the weights with this "
+        "decay (e.g. 0.999); `train eval` / `train viz` then score the averaged weights"
+    )  # fmt: skip
     seed: int = 0
     resume: bool = False
     checkpoint_every: int = Field(50, gt=0)
@@ -111,6 +115,8 @@ class TrainOptions(BaseModel):
             self.condition = RANDOM_TEXT
         else:
             self.condition = str(qwen3vl_folder(self.condition).resolve())
+        if self.ema is not None and self.parallel == "fsdp":
+            raise ValueError("--ema keeps whole weights per rank: use it with --parallel ddp, not fsdp")
         if self.unfreeze_vlm and self.condition == RANDOM_TEXT:
             raise ValueError("--unfreeze-vlm fine-tunes a Qwen3-VL: pass --condition with its local folder")
         return self
@@ -160,6 +166,18 @@ class Run:
         self.optimizer = torch.optim.AdamW(groups, **hyper, **optimizer_kwargs(device))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(opts))
         self.step = 0
+        # --ema: an averaged copy of every trained model weight, by parameter name (the model's own names).
+        named = getattr(model, "module", model).named_parameters()
+        self.ema = {n: p.detach().clone() for n, p in named if p.requires_grad} if opts.ema else None
+
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights, after each optimiser step (no-op without --ema)."""
+        if self.ema is None:
+            return
+        named = dict(getattr(self.model, "module", self.model).named_parameters())
+        with torch.no_grad():
+            weights = [named[n].detach() for n in self.ema]
+            torch._foreach_lerp_(list(self.ema.values()), weights, 1.0 - self.opts.ema)
 
     @property
     def tunes_condition(self) -> bool:
@@ -177,6 +195,8 @@ class Run:
             optim_state = self.optimizer.state_dict()
         state = {"model": model_state, "optimizer": optim_state,
                  "scheduler": self.scheduler.state_dict(), "step": self.step}  # fmt: skip
+        if self.ema is not None:
+            state["ema"] = {n: t.clone() for n, t in self.ema.items()}
         if self.tunes_condition:  # a fine-tuned encoder is part of the model
             state["condition"] = getattr(self.condition, "module", self.condition).state_dict()
         return state
@@ -191,6 +211,9 @@ class Run:
             self.optimizer.load_state_dict(state["optimizer"])
         if "condition" in state:
             getattr(self.condition, "module", self.condition).load_state_dict(state["condition"])
+        if self.ema is not None and "ema" in state:
+            for n, t in state["ema"].items():
+                self.ema[n].copy_(t)
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
 
@@ -259,6 +282,7 @@ def train_step(run: Run, batch: Any, step: int, rank: int, losses_fn: Callable) 
     grad_norm = total_norm(torch.nn.utils.clip_grad_norm_(run.trainable, opts.grad_clip))
     lr = run.optimizer.param_groups[0]["lr"]
     run.optimizer.step()
+    run.update_ema()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     run.step = step + 1
