@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from schemas.episode import MAX_EPISODE_SECONDS
+from schemas.hands import HandsConfig
 from schemas.source_config import SourceConfig
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
@@ -34,6 +35,7 @@ class ClipSourceConfig(SourceConfig):
         "skip", description="annotations of a known video whose file is not under the input"
     )
     video_extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS))
+    hands: HandsConfig = Field(default_factory=HandsConfig, description="`ingest hands`: estimated hands")
 
 
 class Ego4DConfig(ClipSourceConfig):
