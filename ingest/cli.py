@@ -271,6 +271,29 @@ def label(
 
 
 @app.command()
+def hands(
+    path: Annotated[Path, typer.Argument(help="An action-free video dataset folder (ROOT/NAME).")],
+    estimator: Annotated[str, typer.Option(help="Hand estimator backend (docs/HANDS.md).")] = "mediapipe",
+    pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml (the section's `hands:`).")] = None,
+) -> None:
+    """Estimate MANO-21 hands from each action-free episode's video and rewrite it in place with state, action
+    and masks (`hands_source: estimated`, tier `low` by default); resumable, a second run changes nothing."""
+    from ingest.hands.job import HandsOptions, run_hands
+    from ingest.job import DEFAULT_PIPELINES
+
+    opts = HandsOptions(path=path, pipelines=pipelines or DEFAULT_PIPELINES, estimator=estimator)
+    try:
+        summary = run_hands(opts)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        typer.echo(f"ingest hands: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{path}: {summary.upgraded} episodes upgraded, {summary.skipped} already had hands, "
+               f"{summary.failed} failed")  # fmt: skip
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def sources(
     pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml to read.")] = None,
 ) -> None:

@@ -158,15 +158,15 @@ def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
 # Stage (worker)
 
 
-def _fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
+def fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(arr).reshape(-1)), arr.shape[1])
 
 
 def _frames_table(ep: CanonicalEpisode) -> pa.Table:
     t = ep.length
-    columns = {name: _fixed_list(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
+    columns = {name: fixed_list(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
     for name, col in ep.extra.items():
-        columns[name] = _fixed_list(col.values)
+        columns[name] = fixed_list(col.values)
     for name, texts in ep.annotations.items():
         columns[name] = pa.array(texts, pa.string())
     columns["timestamp"] = pa.array((np.arange(t) / FPS).astype(np.float32))
@@ -460,6 +460,13 @@ def rewrite_episode_meta(root: Path, update: Callable[[PublishedEpisode], Episod
             _write_parquet_atomic(table.replace_schema_metadata(None), path, new)
             changed += 1
     return changed
+
+
+def rewrite_episode(root: Path, table: pa.Table, episode: PublishedEpisode) -> None:
+    """Replace a published episode's Parquet (frames and footer) atomically (`ingest hands`); its videos
+    and numbering stay. Call `finalize_meta` afterwards."""
+    path = root / data_path(episode.record.episode_index)
+    _write_parquet_atomic(table.replace_schema_metadata(None), path, episode)
 
 
 # ---------------------------------------------------------------------------------------------------------

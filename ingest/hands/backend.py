@@ -25,6 +25,7 @@ from typing import IO, Protocol
 import numpy as np
 
 from schemas.canonical import N_KEYPOINTS, Side
+from schemas.hands import HandsConfig
 
 HANDS_VENV_ENV = "EI_FORGE_HANDS_VENV"
 DEFAULT_HANDS_VENV = Path.home() / ".cache" / "ei-forge" / "hands-mediapipe-0.10.21"
@@ -150,8 +151,8 @@ class MediaPipeHands:
 ESTIMATORS = {"mediapipe": MediaPipeHands}
 
 
-def open_estimator(name: str) -> HandEstimator:
-    """A backend by its `--estimator` name; ValueError naming the known ones."""
+def open_estimator(name: str, cfg: HandsConfig) -> HandEstimator:
+    """A backend by its `--estimator` name with the section's settings; ValueError naming the known ones."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown hands estimator {name!r}; known: {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[name]()
+    return ESTIMATORS[name](cfg.model_complexity, cfg.min_detection_confidence, cfg.min_tracking_confidence)

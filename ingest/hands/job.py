@@ -1,0 +1,154 @@
+"""`ingest hands PATH --estimator mediapipe`: give the episodes of a published action-free dataset estimated
+hands, in place (docs/HANDS.md).
+
+For every episode without actions (and not yet upgraded): decode its published video (row k = video frame
+k, 10 Hz), run the estimator over the frames in order, lift the detections to the contract (`lift.py`:
+intrinsics of `meta/cameras.jsonl` when the episode has them, else the section's `hands.horizontal_fov_deg`;
+its per-frame camera poses when it has them) and rewrite the episode's Parquet atomically with the new
+state / action / masks, their statistics, `has_action: true`, `hands_source: estimated`, the hand metrics in
+`quality_metrics` and the tier (the section's rules, capped at `hands.max_tier`, `low` by default). Then
+`meta/` is rebuilt. Each file is rewritten at once or not at all, so a killed run resumes where it
+stopped and ends with what an uninterrupted run writes; a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from ingest import writer
+from ingest.errors import EpisodeError
+from ingest.hands.backend import HandEstimator, open_estimator
+from ingest.hands.lift import default_intrinsics, lift
+from ingest.stages import tiers
+from ingest.stages.camera import poses_from_rows
+from schemas.card import DatasetCard
+from schemas.hands import HandsConfig
+from schemas.lerobot import CARD_PATH, data_path, video_path
+from schemas.pipelines import PipelinesFile
+from schemas.tiers import QualityConfig
+
+ESTIMATED_RULE = "estimated_hands"
+# the camera's own motion is not estimated here: actions include head motion (docs/HANDS.md)
+CAMERA_METRICS = {"camera_rotation_known": 0.0, "camera_translation_known": 0.0}
+
+
+class HandsOptions(BaseModel):
+    """What `ingest hands` accepts."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: Path
+    pipelines: Path
+    estimator: str = "mediapipe"
+
+
+class HandsSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_root: Path
+    upgraded: int
+    skipped: int  # already upgraded, or hands from the source
+    failed: int  # episodes whose video could not be read (rejects)
+
+
+def decode_frames(path: Path, length: int) -> list[np.ndarray]:
+    """Every frame of a published video, RGB; EpisodeError unless there are `length` of them."""
+    try:
+        with av.open(str(path)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    except (OSError, av.error.FFmpegError) as e:
+        raise EpisodeError(path, "video", f"cannot decode: {e}", stage="hands") from e
+    if len(frames) != length:
+        raise EpisodeError(path, "video", f"{len(frames)} frames for an episode of {length}", stage="hands")
+    return frames
+
+
+def camera_of(
+    ep: writer.PublishedEpisode, key: str, size: tuple[int, int], cfg: HandsConfig, table: pa.Table
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(K at the published size, camera poses `[T, 4, 4]` or None) of the episode's camera `key`."""
+    cam = next((c for c in ep.cameras if c.camera == key), None)
+    if cam is None:
+        return default_intrinsics(size[0], size[1], cfg.horizontal_fov_deg), None
+    K = np.array([[cam.fx, 0, cam.cx], [0, cam.fy, cam.cy], [0, 0, 1.0]])
+    poses = None
+    if cam.pose_column and cam.pose_column in table.column_names:
+        poses = poses_from_rows(np.asarray(table[cam.pose_column].to_pylist(), dtype=np.float64))
+    return K, poses
+
+
+def decide_tier(metrics: dict[str, float], quality: QualityConfig, cfg: HandsConfig) -> tiers.TierDecision:
+    """The section's rules on the new metrics, then at most `cfg.max_tier`."""
+    decision = tiers.decide(metrics, True, quality)
+    if decision.tier == "high" and cfg.max_tier == "low":
+        why = "hands estimated from video: dynamics and forecasting, not the policy (hands.max_tier: low)"
+        return tiers.TierDecision(tier="low", rule=ESTIMATED_RULE, reason=why)
+    return decision
+
+
+def upgrade_episode(root: Path, ep: writer.PublishedEpisode, est: HandEstimator, key: str, cfg: HandsConfig,
+                    quality: QualityConfig) -> None:  # fmt: skip
+    """Estimate, lift and rewrite one published episode (atomic)."""
+    path = root / data_path(ep.record.episode_index)
+    table = pq.read_table(path)
+    frames = decode_frames(root / video_path(ep.record.episode_index, key), ep.record.length)
+    height, width = frames[0].shape[:2]
+    K, poses = camera_of(ep, key, (width, height), cfg, table)
+    est.reset()
+    arrays, _, metrics = lift([est.estimate(f) for f in frames], K, width, cfg, poses)
+    columns = {"observation.state": arrays.state, "action": arrays.action,
+               "observation.state_mask": arrays.state_mask, "action_mask": arrays.action_mask}  # fmt: skip
+    stats = dict(ep.stats)
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, writer.fixed_list(values))
+        stats[name] = writer.array_stats(values)
+    metrics = {**ep.record.quality_metrics, **metrics, **CAMERA_METRICS}
+    update = {"has_action": True, "hands_source": "estimated", "quality_metrics": metrics}
+    record = decide_tier(metrics, quality, cfg).apply(ep.record.model_copy(update=update))
+    valid = {"valid_state_dims": arrays.state_mask.any(0).tolist(),
+             "valid_action_dims": arrays.action_mask.any(0).tolist()}  # fmt: skip
+    new = ep.model_copy(update={"record": record, "stats": stats, **valid})
+    writer.rewrite_episode(root, table, new)
+
+
+def hands_config(pipelines: Path, source: str) -> tuple[str, HandsConfig, QualityConfig]:
+    """(video key, hands block, tier rules) of the card's section; ValueError when it has no `hands:`."""
+    cfg = PipelinesFile.load(pipelines).source(source)
+    hands_cfg = getattr(cfg, "hands", None)
+    if not isinstance(hands_cfg, HandsConfig):
+        raise ValueError(f"section {source!r} has no `hands:` block (action-free video sections do)")
+    return cfg.camera_key, hands_cfg, cfg.quality  # type: ignore[attr-defined]
+
+
+def run_hands(opts: HandsOptions) -> HandsSummary:
+    """`ingest hands`: upgrade every action-free episode of the dataset at `opts.path`, then `meta/`."""
+    from ingest.job import dataset_lock, load_rejects  # ingest.job imports the label/caption modules
+
+    root = opts.path
+    card = DatasetCard.model_validate_json((root / CARD_PATH).read_text())
+    key, cfg, quality = hands_config(opts.pipelines, card.source)
+    section = PipelinesFile.load(opts.pipelines).source(card.source)
+    upgraded = failed = 0
+    with dataset_lock(root):
+        published = writer.read_published(root)
+        todo = [ep for ep in published if not ep.record.has_action]
+        if todo:
+            est = open_estimator(opts.estimator, cfg)
+            try:
+                for ep in todo:
+                    try:
+                        upgrade_episode(root, ep, est, key, cfg, quality)
+                        upgraded += 1
+                    except EpisodeError as e:
+                        print(f"ingest hands: {e}", file=sys.stderr)
+                        failed += 1
+            finally:
+                est.close()
+        writer.finalize_meta(root, card.source, section, load_rejects(root))
+    skipped = len(published) - len(todo)
+    return HandsSummary(dataset_root=root, upgraded=upgraded, skipped=skipped, failed=failed)
