@@ -184,7 +184,7 @@ def draw_figure(shown, path: Path) -> None:
     for i, t in enumerate(tiles):
         grid.paste(t, ((i % 2) * w, (i // 2) * h))
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
+    grid.quantize(colors=192).save(path, optimize=True)  # a palette keeps the figure small
 
 
 def main() -> None:
