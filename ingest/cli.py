@@ -275,13 +275,18 @@ def hands(
     path: Annotated[Path, typer.Argument(help="An action-free video dataset folder (ROOT/NAME).")],
     estimator: Annotated[str, typer.Option(help="Hand estimator backend (docs/HANDS.md).")] = "mediapipe",
     pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml (the section's `hands:`).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Estimator processes (Ray actors); 1: in this process.", min=1)
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster (HOST:PORT).")] = None,
 ) -> None:
     """Estimate MANO-21 hands from each action-free episode's video and rewrite it in place with state, action
     and masks (`hands_source: estimated`, tier `low` by default); resumable, a second run changes nothing."""
     from ingest.hands.job import HandsOptions, run_hands
     from ingest.job import DEFAULT_PIPELINES
 
-    opts = HandsOptions(path=path, pipelines=pipelines or DEFAULT_PIPELINES, estimator=estimator)
+    pipelines = pipelines or DEFAULT_PIPELINES
+    opts = HandsOptions(path=path, pipelines=pipelines, estimator=estimator, workers=workers, address=address)
     try:
         summary = run_hands(opts)
     except (ValueError, KeyError, FileNotFoundError) as e:

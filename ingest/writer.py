@@ -628,11 +628,15 @@ def build_card(
             flags |= np.asarray(getattr(ep, attr), dtype=bool)
         return [name for name, ok in zip(names, flags, strict=True) if ok]
 
+    estimated = [ep for ep in published if ep.record.hands_source == "estimated"]
+    kind = cfg.embodiment_kind
+    if estimated and kind == "human_actionless" and all(ep.record.has_action for ep in published):
+        kind = "human_action"  # every episode got hands from `ingest hands`
     return DatasetCard(
         source=source_name,
         source_version=cfg.source_version,
         license=cfg.license,
-        embodiment_kind=cfg.embodiment_kind,
+        embodiment_kind=kind,
         reference_frame=cfg.reference_frame,
         native_fps=cfg.native_fps,
         fps=FPS,
@@ -644,7 +648,16 @@ def build_card(
         valid_action_dims=valid("valid_action_dims"),
         pipeline_version=PIPELINE_VERSION,
         pipeline_config_sha256=config_sha256(cfg),
+        hands_source=f"estimated in {len(estimated)} of {len(published)} episodes" if estimated else None,
+        camera_motion=_camera_motion(estimated) if estimated else None,
     )
+
+
+def _camera_motion(estimated: Sequence[PublishedEpisode]) -> str:
+    """What the estimated episodes know of their camera's motion (their `camera_*_known` metrics)."""
+    rot = sum(ep.record.quality_metrics.get("camera_rotation_known", 0.0) > 0 for ep in estimated)
+    trans = sum(ep.record.quality_metrics.get("camera_translation_known", 0.0) > 0 for ep in estimated)
+    return f"rotation known in {rot}, translation known in {trans} of {len(estimated)} estimated episodes"
 
 
 NATIVE_STATE, NATIVE_ACTION = "observation.joints", "action.native"

@@ -167,21 +167,26 @@ def _published_videos(tmp_path: Path) -> Path:
 
 
 @needs_estimator
+@pytest.mark.ray
 def test_ingest_hands_upgrades_in_place_resumes_and_is_idempotent(tmp_path: Path, monkeypatch) -> None:
     from ingest.cli import app
     from ingest.hands import job
     from ingest.validate import validate_dataset
 
     whole = _published_videos(tmp_path / "a")
-    assert CliRunner().invoke(app, ["hands", str(whole)]).exit_code == 0
+    assert CliRunner().invoke(app, ["hands", str(whole), "--workers", "1"]).exit_code == 0
     episodes = [json.loads(x) for x in (whole / "meta/episodes.jsonl").read_text().splitlines()]
     assert all(
         e["has_action"] and e["hands_source"] == "estimated" and e["quality_tier"] == "low" for e in episodes
     )
     assert all(e["quality_metrics"]["hands_valid_fraction"] > 0.3 for e in episodes)
     assert validate_dataset(whole) == []
+    card = json.loads((whole / "meta/dataset_card.json").read_text())
+    assert card["embodiment_kind"] == "human_action"
+    assert card["hands_source"] == "estimated in 2 of 2 episodes"
+    assert card["camera_motion"].startswith("rotation known in 0, translation known in 0")
     first = _snapshot(whole)
-    assert CliRunner().invoke(app, ["hands", str(whole)]).exit_code == 0
+    assert CliRunner().invoke(app, ["hands", str(whole), "--workers", "1"]).exit_code == 0
     assert _snapshot(whole) == first  # a second run changes nothing
 
     killed = _published_videos(tmp_path / "b")
@@ -197,5 +202,6 @@ def test_ingest_hands_upgrades_in_place_resumes_and_is_idempotent(tmp_path: Path
     with pytest.raises(KeyboardInterrupt):
         job.run_hands(job.HandsOptions(path=killed, pipelines=ROOT / "pipelines.yaml"))
     monkeypatch.setattr(job, "upgrade_episode", real_upgrade)
-    assert CliRunner().invoke(app, ["hands", str(killed)]).exit_code == 0
-    assert _snapshot(killed) == first
+    # resumed on a Ray actor pool
+    assert CliRunner().invoke(app, ["hands", str(killed), "--workers", "2"]).exit_code == 0
+    assert _snapshot(killed) == first  # the same bytes as the uninterrupted, single-process run

@@ -14,13 +14,14 @@ stopped and ends with what an uninterrupted run writes; a second run changes not
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ingest import writer
 from ingest.errors import EpisodeError
@@ -32,11 +33,18 @@ from schemas.card import DatasetCard
 from schemas.hands import HandsConfig
 from schemas.lerobot import CARD_PATH, data_path, video_path
 from schemas.pipelines import PipelinesFile
+from schemas.reject import RejectRecord
 from schemas.tiers import QualityConfig
 
 ESTIMATED_RULE = "estimated_hands"
-# the camera's own motion is not estimated here: actions include head motion (docs/HANDS.md)
-CAMERA_METRICS = {"camera_rotation_known": 0.0, "camera_translation_known": 0.0}
+Outcome = tuple[writer.PublishedEpisode, RejectRecord | None]
+
+
+def camera_metrics(poses: np.ndarray | None) -> dict[str, float]:
+    """What is known of the camera's motion: everything with the source's poses, else nothing (head motion
+    is then in the actions, docs/HANDS.md)."""
+    known = 0.0 if poses is None else 1.0
+    return {"camera_rotation_known": known, "camera_translation_known": known}
 
 
 class HandsOptions(BaseModel):
@@ -46,6 +54,8 @@ class HandsOptions(BaseModel):
     path: Path
     pipelines: Path
     estimator: str = "mediapipe"
+    workers: int | None = Field(1, ge=1)  # estimator processes: 1 in this process, else (None: the CPUs) Ray
+    address: str | None = None  # a Ray cluster to join
 
 
 class HandsSummary(BaseModel):
@@ -53,7 +63,7 @@ class HandsSummary(BaseModel):
     dataset_root: Path
     upgraded: int
     skipped: int  # already upgraded, or hands from the source
-    failed: int  # episodes whose video could not be read (rejects)
+    failed: int  # unreadable videos: `meta/rejects.jsonl` (stage `hands`); the episode stays action-free
 
 
 def decode_frames(path: Path, length: int) -> list[np.ndarray]:
@@ -107,7 +117,7 @@ def upgrade_episode(root: Path, ep: writer.PublishedEpisode, est: HandEstimator,
     for name, values in columns.items():
         table = table.set_column(table.schema.get_field_index(name), name, writer.fixed_list(values))
         stats[name] = writer.array_stats(values)
-    metrics = {**ep.record.quality_metrics, **metrics, **CAMERA_METRICS}
+    metrics = {**ep.record.quality_metrics, **metrics, **camera_metrics(poses)}
     update = {"has_action": True, "hands_source": "estimated", "quality_metrics": metrics}
     record = decide_tier(metrics, quality, cfg).apply(ep.record.model_copy(update=update))
     valid = {"valid_state_dims": arrays.state_mask.any(0).tolist(),
@@ -125,30 +135,84 @@ def hands_config(pipelines: Path, source: str) -> tuple[str, HandsConfig, Qualit
     return cfg.camera_key, hands_cfg, cfg.quality  # type: ignore[attr-defined]
 
 
+class Upgrader:
+    """One estimator process and what upgrading an episode needs; also the Ray actor of the pool (it is
+    given JSON, never pickled user data). `__call__` upgrades one episode and returns its error or ''."""
+
+    def __init__(self, root: str, pipelines: str, source: str, estimator: str) -> None:
+        self.root = Path(root)
+        self.key, self.cfg, self.quality = hands_config(Path(pipelines), source)
+        self.est = open_estimator(estimator, self.cfg)
+
+    def upgrade(self, ep: writer.PublishedEpisode) -> RejectRecord | None:
+        try:
+            upgrade_episode(self.root, ep, self.est, self.key, self.cfg, self.quality)
+        except EpisodeError as e:  # the episode stays published without hands
+            return RejectRecord(source_path=e.path, stage="hands", error=str(e))
+        return None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        eps = [writer.PublishedEpisode.model_validate_json(x) for x in batch["episode"]]
+        rejects = [self.upgrade(ep) for ep in eps]
+        lines = [r.model_dump_json() if r else "" for r in rejects]
+        return {"episode": batch["episode"], "reject": np.array(lines)}
+
+    def close(self) -> None:
+        self.est.close()
+
+
+def _upgrade_local(todo: list[writer.PublishedEpisode], opts: HandsOptions, source: str) -> Iterator[Outcome]:
+    up = Upgrader(str(opts.path), str(opts.pipelines), source, opts.estimator)
+    try:
+        for ep in todo:
+            yield ep, up.upgrade(ep)
+    finally:
+        up.close()
+
+
+def _upgrade_ray(todo: list[writer.PublishedEpisode], opts: HandsOptions, source: str) -> Iterator[Outcome]:
+    """A pool of `opts.workers` actors, each with its own estimator process; an episode per call."""
+    import ray
+
+    from ingest.cluster import init_ray, quiet_data_context, shutdown_ray
+
+    started, workers = init_ray(opts.address, opts.workers)
+    try:
+        quiet_data_context(preserve_order=False)
+        items = [{"episode": ep.model_dump_json()} for ep in todo]
+        args = {"root": str(opts.path), "pipelines": str(opts.pipelines), "source": source,
+                "estimator": opts.estimator}  # fmt: skip
+        pool = ray.data.ActorPoolStrategy(size=min(workers, len(todo)))
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(Upgrader, batch_size=1, num_cpus=1, compute=pool, fn_constructor_kwargs=args)
+        for row in ds.iter_rows():
+            reject = RejectRecord.model_validate_json(row["reject"]) if row["reject"] else None
+            yield writer.PublishedEpisode.model_validate_json(row["episode"]), reject
+    finally:
+        shutdown_ray(started)
+
+
 def run_hands(opts: HandsOptions) -> HandsSummary:
     """`ingest hands`: upgrade every action-free episode of the dataset at `opts.path`, then `meta/`."""
-    from ingest.job import dataset_lock, load_rejects  # ingest.job imports the label/caption modules
+    from ingest.job import clear_reject, dataset_lock, load_rejects, save_reject  # (ingest.job imports label)
 
     root = opts.path
     card = DatasetCard.model_validate_json((root / CARD_PATH).read_text())
-    key, cfg, quality = hands_config(opts.pipelines, card.source)
+    hands_config(opts.pipelines, card.source)  # refuses a section without `hands:` before anything runs
     section = PipelinesFile.load(opts.pipelines).source(card.source)
-    upgraded = failed = 0
+    failed = 0
     with dataset_lock(root):
         published = writer.read_published(root)
         todo = [ep for ep in published if not ep.record.has_action]
-        if todo:
-            est = open_estimator(opts.estimator, cfg)
-            try:
-                for ep in todo:
-                    try:
-                        upgrade_episode(root, ep, est, key, cfg, quality)
-                        upgraded += 1
-                    except EpisodeError as e:
-                        print(f"ingest hands: {e}", file=sys.stderr)
-                        failed += 1
-            finally:
-                est.close()
+        run = _upgrade_local if opts.workers == 1 and opts.address is None else _upgrade_ray
+        for ep, reject in run(todo, opts, card.source) if todo else ():
+            reject_key = f"hands:{ep.record.source_episode_id}"
+            if reject is None:
+                clear_reject(root, reject_key)
+            else:
+                print(f"ingest hands: {reject.error}", file=sys.stderr)
+                save_reject(root, reject, reject_key)
+                failed += 1
         writer.finalize_meta(root, card.source, section, load_rejects(root))
     skipped = len(published) - len(todo)
-    return HandsSummary(dataset_root=root, upgraded=upgraded, skipped=skipped, failed=failed)
+    return HandsSummary(dataset_root=root, upgraded=len(todo) - failed, skipped=skipped, failed=failed)
