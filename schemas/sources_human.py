@@ -71,6 +71,25 @@ class EpicConfig(ClipSourceConfig):
     merge_gap_s: float = Field(0.5, ge=0, description="...when the next one starts at most this much later")
 
 
+class Ssv2Config(ClipSourceConfig):
+    """Something-Something v2: label JSONs over `<id>.webm` clips, and class folders of demo clips."""
+
+    format: Literal["ssv2"]
+    annotation_files: list[str] = Field(
+        default_factory=lambda: [
+            "something-something-v2-train.json",
+            "something-something-v2-validation.json",
+        ],
+        min_length=1,
+        description="lists of {id, label, template, placeholders}; the test split has no labels",
+    )
+    labels_file: str = "something-something-v2-labels.json"
+    class_folder_pattern: str = Field(
+        r"^task(\d+)$",
+        description="a folder whose name matches holds clips of that class id (Human2Bot, DVD)",
+    )
+
+
 class VideosConfig(ClipSourceConfig):
     """Any folder of videos, with an optional CSV `video,start,end,caption` of segments."""
 

@@ -88,5 +88,9 @@ if [ -d "$REAL/egodex" ]; then
   .venv/bin/ingest hands "$WORK/out/ego_clips_hands"
   datasets+=("$WORK/out/ego_clips_hands")
 fi
+if [ -d "$REAL/ssv2" ]; then
+  .venv/bin/ingest run ssv2 --input "$REAL/ssv2" --output "$WORK/out" --no-progress --hands mediapipe --workers 1
+  datasets+=("$WORK/out/ssv2")
+fi
 for d in "${datasets[@]}"; do .venv/bin/ingest validate "$d"; done
 "$COMPAT_VENV/bin/python" tests/compat/check_lerobot.py "${datasets[@]}"
