@@ -25,7 +25,7 @@ import av
 import numpy as np
 
 from ingest.hands.backend import MediaPipeHands
-from ingest.hands.lift import lift
+from ingest.hands.lift import camera_from_rotations, lift
 from ingest.sources.egodex import IMAGE_SIZE, read_hdf5
 from ingest.stages import eef
 from ingest.stages.camera import project
@@ -76,7 +76,8 @@ def rotation_deg(Ra: np.ndarray, Rb: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
-def side_errors(fit, gt: np.ndarray, cam: np.ndarray, K: np.ndarray, side: str) -> dict[str, list[float]]:
+def side_errors(fit, gt: np.ndarray, cam: np.ndarray, K: np.ndarray, side: str, est_cam: np.ndarray
+                ) -> dict[str, list[float]]:  # fmt: skip
     """Per-frame errors of one side where the GT hand is in view."""
     uv_gt = project(K, gt[:, 0])
     inview = np.isfinite(uv_gt).all(1) & (uv_gt[:, 0] >= 0) & (uv_gt[:, 0] < IMAGE_SIZE[0])
@@ -91,26 +92,39 @@ def side_errors(fit, gt: np.ndarray, cam: np.ndarray, K: np.ndarray, side: str) 
     e["wrist"] = [float(np.linalg.norm(est[k, 0] - gt[k, 0])) for k in np.flatnonzero(ok)]
     R_est, R_gt = eef.hand_frame(est, side), eef.hand_frame(gt, side)
     e["rot"] = [float(rotation_deg(R_est[k], R_gt[k])) for k in np.flatnonzero(ok)]
-    e.update(action_errors(est, gt, cam, ok, side))
+    still = np.tile(np.eye(4), (len(est), 1, 1))
+    e.update(action_errors(est, gt, cam, still, ok, side, ""))
+    e.update(action_errors(est, gt, cam, est_cam, ok, side, "_cam"))
     return e
 
 
-def action_errors(est, gt, cam, ok, side) -> dict[str, list[float]]:
-    """Position / rotation delta errors: estimate (camera at each step) vs the contract's GT action
-    (wrist at t+1 in the camera frame at t)."""
+def action_errors(est, gt, cam, est_cam, ok, side, tag) -> dict[str, list[float]]:
+    """Position / rotation delta errors against the contract's GT action (wrist at t+1 in the camera frame
+    at t): the estimate with its camera poses `est_cam` (identity: no camera motion)."""
     both = np.flatnonzero(ok[:-1] & ok[1:])
     T_est, T_gt = eef.hand_pose(est, side), eef.hand_pose(gt, side)
-    world = cam @ T_gt  # GT wrist in the world
+    world, est_world = cam @ T_gt, est_cam @ T_est
     dp, dr = [], []
     for k in both:
         gt_next = invert_pose(cam[k]) @ world[k + 1]
-        d_gt = gt_next[:3, 3] - T_gt[k, :3, 3]
-        d_est = T_est[k + 1, :3, 3] - T_est[k, :3, 3]
-        dp.append(float(np.linalg.norm(d_est - d_gt)))
+        est_next = invert_pose(est_cam[k]) @ est_world[k + 1]
+        dp.append(
+            float(np.linalg.norm((est_next[:3, 3] - T_est[k, :3, 3]) - (gt_next[:3, 3] - T_gt[k, :3, 3])))
+        )
         r_gt = T_gt[k, :3, :3].T @ gt_next[:3, :3]
-        r_est = T_est[k, :3, :3].T @ T_est[k + 1, :3, :3]
+        r_est = T_est[k, :3, :3].T @ est_next[:3, :3]
         dr.append(float(rotation_deg(r_est, r_gt)))
-    return {"dpos": dp, "drot": dr}
+    return {f"dpos{tag}": dp, f"drot{tag}": dr}
+
+
+def camera_errors(cam: np.ndarray, rotations: list) -> list[float]:
+    """Degrees between each estimated frame-to-frame camera rotation and EgoDex's."""
+    out = []
+    for k in range(1, len(cam)):
+        if rotations[k] is not None:
+            gt = (invert_pose(cam[k - 1]) @ cam[k])[:3, :3]  # previous camera <- this camera
+            out.append(float(rotation_deg(rotations[k].T, gt)))
+    return out
 
 
 def summary(errs: list[dict[str, list[float]]]) -> dict[str, float]:
@@ -126,13 +140,15 @@ def summary(errs: list[dict[str, list[float]]]) -> dict[str, float]:
         "wrist_rotation_deg": round(mean["rot"], 1),
         "action_position_mm": round(mean["dpos"] * 1000, 1),
         "action_rotation_deg": round(mean["drot"], 2),
+        "action_position_mm_camera_rotation_removed": round(mean["dpos_cam"] * 1000, 1),
+        "action_rotation_deg_camera_rotation_removed": round(mean["drot_cam"], 2),
     }
 
 
 def run(frames_per_episode: int, width: int, figure: Path | None) -> dict:
     cfg = HandsConfig()
     errs = {s: [] for s in SIDES}
-    n_frames, wall, shown = 0, 0.0, []
+    n_frames, wall, shown, cam_err, cam_known, gt_steps = 0, 0.0, [], [], [], []
     options = (cfg.model_complexity, cfg.min_detection_confidence, cfg.min_tracking_confidence)
     with MediaPipeHands(*options) as est:
         for h5 in sorted(REAL.rglob("*.hdf5")):
@@ -140,18 +156,29 @@ def run(frames_per_episode: int, width: int, figure: Path | None) -> dict:
             K, gt, cam = ground_truth(h5, len(frames))
             scale = width / IMAGE_SIZE[0]
             K_small = K * [[scale], [scale], [1]]
-            est.reset()
+            est.reset(K_small)
             t0 = time.perf_counter()
-            dets = [est.estimate(f) for f in frames]
+            results = [est.estimate(f) for f in frames]
             wall += time.perf_counter() - t0
             n_frames += len(frames)
-            _, fits, _ = lift(dets, K_small, width, cfg)
+            rotations = [r.camera_rotation for r in results]
+            est_cam, known = camera_from_rotations(rotations)
+            cam_err += camera_errors(cam, rotations)
+            cam_known.append(known)
+            gt_steps += list(rotation_deg(np.eye(3), (invert_pose(cam[:-1]) @ cam[1:])[:, :3, :3]))
+            _, fits, _ = lift([r.hands for r in results], K_small, width, cfg, est_cam)
             for s in SIDES:
-                errs[s].append(side_errors(fits[s], gt[s], cam, K, s))
+                errs[s].append(side_errors(fits[s], gt[s], cam, K, s, est_cam))
             shown.append((h5, frames, fits, gt, K_small))
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = cpu.ru_utime + cpu.ru_stime
     out = {s: summary(errs[s]) for s in SIDES}
+    out["camera"] = {
+        "rotation_estimated_fraction": round(float(np.mean(cam_known)), 3),
+        "rotation_error_deg_median": round(float(np.median(cam_err)), 2),
+        "rotation_error_deg_mean": round(float(np.mean(cam_err)), 2),
+        "true_rotation_per_step_deg_mean": round(float(np.mean(gt_steps)), 2),
+    }
     out["frames"] = n_frames
     out["frames_per_s_wall"] = round(n_frames / wall, 1)
     out["frames_per_s_per_core"] = round(n_frames / cpu_s, 1)

@@ -655,9 +655,13 @@ def build_card(
 
 def _camera_motion(estimated: Sequence[PublishedEpisode]) -> str:
     """What the estimated episodes know of their camera's motion (their `camera_*_known` metrics)."""
-    rot = sum(ep.record.quality_metrics.get("camera_rotation_known", 0.0) > 0 for ep in estimated)
-    trans = sum(ep.record.quality_metrics.get("camera_translation_known", 0.0) > 0 for ep in estimated)
-    return f"rotation known in {rot}, translation known in {trans} of {len(estimated)} estimated episodes"
+    given = sum(ep.record.quality_metrics.get("camera_translation_known", 0.0) > 0 for ep in estimated)
+    rot = sum(ep.record.quality_metrics.get("camera_rotation_known", 0.0) > 0 for ep in estimated) - given
+    none = len(estimated) - given - rot
+    return (
+        f"of {len(estimated)} estimated episodes: camera poses from the source in {given}, rotation "
+        f"estimated from video in {rot} (translation unknown), none in {none}"
+    )
 
 
 NATIVE_STATE, NATIVE_ACTION = "observation.joints", "action.native"

@@ -28,6 +28,9 @@ class HandsConfig(BaseModel):
     depth_m: tuple[float, float] = Field((0.15, 2.0), description="plausible wrist depth in the camera")
     max_bone_ratio: float = Field(0.6, gt=0, description="a bone this far off its median: implausible")
     max_reprojection: float = Field(0.02, gt=0, description="RMS fit of the metric hand, fraction of width")
+    camera_rotation: bool = Field(
+        True, description="estimate the camera's rotation from background tracks (hands masked) and remove it"
+    )
     max_tier: Literal["high", "low"] = Field(
         "low", description="estimated hands train dynamics and forecasting, not the policy, unless `high`"
     )

@@ -46,14 +46,23 @@ class Detection:
     score: float  # the handedness classifier's confidence in `side`
 
 
+@dataclass(frozen=True)
+class FrameEstimate:
+    """What a backend finds in one frame: the hands, and the camera's rotation since the previous frame
+    (`x_now = R x_prev`, from background tracks; None when not estimated or not enough tracks)."""
+
+    hands: list[Detection]
+    camera_rotation: np.ndarray | None = None
+
+
 class HandEstimator(Protocol):
     """What every backend gives (`MediaPipeHands`; later a GPU model)."""
 
     name: str
 
-    def reset(self) -> None: ...
+    def reset(self, K: np.ndarray | None = None) -> None: ...
 
-    def estimate(self, frame: np.ndarray) -> list[Detection]: ...
+    def estimate(self, frame: np.ndarray) -> FrameEstimate: ...
 
     def close(self) -> None: ...
 
@@ -73,6 +82,15 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     if len(buf) != n:
         raise EOFError("the hands estimator closed its output")
     return buf
+
+
+def parse_reply(reply: dict, width: int, height: int) -> FrameEstimate:
+    """The worker's JSON reply -> a FrameEstimate."""
+    cam = reply.get("camera")
+    R = None if cam is None else np.asarray(cam["R"], dtype=np.float64)
+    if R is not None and R.shape != (3, 3):
+        raise ValueError(f"hands estimator reply: camera rotation of shape {R.shape}")
+    return FrameEstimate(parse_hands(reply, width, height), R)
 
 
 def parse_hands(reply: dict, width: int, height: int) -> list[Detection]:
@@ -120,15 +138,17 @@ class MediaPipeHands:
         lines = self._log.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else f"exit code {self._proc.poll()}"
 
-    def reset(self) -> None:
-        self._call(b"R")
+    def reset(self, K: np.ndarray | None = None) -> None:
+        """A new video; with its intrinsics `K` (at the frames' size) the camera rotation is estimated."""
+        extra = b"" if K is None else struct.pack("<4d", K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+        self._call(b"R" + extra)
 
-    def estimate(self, frame: np.ndarray) -> list[Detection]:
+    def estimate(self, frame: np.ndarray) -> FrameEstimate:
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"estimate wants an RGB frame [H, W, 3], got {frame.shape}")
         h, w, _ = frame.shape
-        return parse_hands(self._call(b"F" + struct.pack("<III", h, w, 3) + frame.tobytes()), w, h)
+        return parse_reply(self._call(b"F" + struct.pack("<III", h, w, 3) + frame.tobytes()), w, h)
 
     def close(self) -> None:
         if self._proc.poll() is None:

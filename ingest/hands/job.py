@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ingest import writer
 from ingest.errors import EpisodeError
-from ingest.hands.backend import HandEstimator, open_estimator
-from ingest.hands.lift import default_intrinsics, lift
+from ingest.hands.backend import FrameEstimate, HandEstimator, open_estimator
+from ingest.hands.lift import camera_from_rotations, default_intrinsics, lift
 from ingest.stages import tiers
 from ingest.stages.camera import poses_from_rows
 from schemas.card import DatasetCard
@@ -40,11 +40,18 @@ ESTIMATED_RULE = "estimated_hands"
 Outcome = tuple[writer.PublishedEpisode, RejectRecord | None]
 
 
-def camera_metrics(poses: np.ndarray | None) -> dict[str, float]:
-    """What is known of the camera's motion: everything with the source's poses, else nothing (head motion
-    is then in the actions, docs/HANDS.md)."""
-    known = 0.0 if poses is None else 1.0
-    return {"camera_rotation_known": known, "camera_translation_known": known}
+def camera_motion(
+    results: list[FrameEstimate], poses: np.ndarray | None, cfg: HandsConfig
+) -> tuple[np.ndarray | None, dict[str, float]]:
+    """The camera poses the actions are decoupled with, and what is known of them: the source's poses
+    (everything), else the estimated rotations (translation unknown), else nothing (head motion stays in
+    the actions, docs/HANDS.md)."""
+    if poses is not None:
+        return poses, {"camera_rotation_known": 1.0, "camera_translation_known": 1.0}
+    if not cfg.camera_rotation:
+        return None, {"camera_rotation_known": 0.0, "camera_translation_known": 0.0}
+    poses, known = camera_from_rotations([r.camera_rotation for r in results])
+    return poses, {"camera_rotation_known": known, "camera_translation_known": 0.0}
 
 
 class HandsOptions(BaseModel):
@@ -109,15 +116,17 @@ def upgrade_episode(root: Path, ep: writer.PublishedEpisode, est: HandEstimator,
     frames = decode_frames(root / video_path(ep.record.episode_index, key), ep.record.length)
     height, width = frames[0].shape[:2]
     K, poses = camera_of(ep, key, (width, height), cfg, table)
-    est.reset()
-    arrays, _, metrics = lift([est.estimate(f) for f in frames], K, width, cfg, poses)
+    est.reset(K if cfg.camera_rotation else None)
+    results = [est.estimate(f) for f in frames]
+    poses, camera = camera_motion(results, poses, cfg)
+    arrays, _, metrics = lift([r.hands for r in results], K, width, cfg, poses)
     columns = {"observation.state": arrays.state, "action": arrays.action,
                "observation.state_mask": arrays.state_mask, "action_mask": arrays.action_mask}  # fmt: skip
     stats = dict(ep.stats)
     for name, values in columns.items():
         table = table.set_column(table.schema.get_field_index(name), name, writer.fixed_list(values))
         stats[name] = writer.array_stats(values)
-    metrics = {**ep.record.quality_metrics, **metrics, **camera_metrics(poses)}
+    metrics = {**ep.record.quality_metrics, **metrics, **camera}
     update = {"has_action": True, "hands_source": "estimated", "quality_metrics": metrics}
     record = decide_tier(metrics, quality, cfg).apply(ep.record.model_copy(update=update))
     valid = {"valid_state_dims": arrays.state_mask.any(0).tolist(),

@@ -225,6 +225,22 @@ def smooth(points: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return out
 
 
+def camera_from_rotations(rotations: list[np.ndarray | None]) -> tuple[np.ndarray, float]:
+    """Camera poses `[T, 4, 4]` (in the first frame's camera) from each frame's rotation since the previous
+    one (`x_now = R x_prev`; None: unknown, taken as no rotation), translation unknown (zero), and the
+    fraction of steps whose rotation is known."""
+    t = len(rotations)
+    poses = np.tile(np.eye(4), (t, 1, 1))
+    for k in range(1, t):
+        R = rotations[k]
+        step = np.eye(4)
+        if R is not None:
+            step[:3, :3] = R.T  # previous camera <- this camera
+        poses[k] = poses[k - 1] @ step
+    known = sum(r is not None for r in rotations[1:]) / max(1, t - 1)
+    return poses, float(known)
+
+
 def side_arrays(fit: SideFit, side: Side, cam: np.ndarray) -> hands.SideArrays:
     """State / action / masks of one side; frames without a valid hand are identity poses at the camera
     origin with zero keypoints, masked (nothing invented)."""
