@@ -2,7 +2,8 @@
 
 1. Sides: detections are linked frame to frame into tracks (nearest wrist in the image), and each track
    takes one side by a vote over its frames (the estimator's handedness, weighted by its score, plus the
-   chirality of the metric hand and a weak image-half prior), so a hand keeps its side over time; two
+   chirality of the metric hand, the image half and, with two hands in view, which one is further right),
+   so a hand keeps its side over time; two
    tracks claiming one side in the same frame: the weaker vote takes the other side.
 2. Metric pose: the metric landmarks (hand-centred, in axes of their own) are rotated onto the image
    landmarks lifted by their relative depth (`orient`), then moved by the translation that makes them
@@ -32,7 +33,7 @@ BONES = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9),
          (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20))  # fmt: skip
 TRACK_GATE = 0.15  # a detection continues a track whose last wrist is this close (fraction of width)
 TRACK_GAP = 3  # ... and was seen at most this many frames before
-CHIRALITY_WEIGHT, HALF_WEIGHT = 0.5, 0.25
+CHIRALITY_WEIGHT, HALF_WEIGHT, PAIR_WEIGHT = 0.5, 0.75, 0.75
 
 
 def default_intrinsics(width: int, height: int, horizontal_fov_deg: float) -> np.ndarray:
@@ -94,20 +95,31 @@ def chirality(world: np.ndarray) -> float:
     return float(np.sign(np.dot(normal, world[4] - world[0])))
 
 
-def side_vote(det: Detection, width: int) -> float:
-    """> 0 votes right, < 0 left."""
+def side_vote(det: Detection, frame: list[Detection], width: int) -> float:
+    """> 0 votes right, < 0 left: the label (weighted by its score), the metric hand's chirality, the image
+    half the wrist is in and, when the frame has another hand, which of the two wrists is further right."""
     label = det.score if det.side == "right" else -det.score
-    half = 1.0 if det.image[0, 0] > width / 2 else -1.0
-    return label + CHIRALITY_WEIGHT * chirality(det.world) + HALF_WEIGHT * half
+    vote = label + CHIRALITY_WEIGHT * chirality(det.world)
+    vote += HALF_WEIGHT * float(np.clip((det.image[0, 0] - width / 2) / (width / 4), -1.0, 1.0))
+    for other in frame:
+        if other is not det:
+            vote += PAIR_WEIGHT * (1.0 if det.image[0, 0] > other.image[0, 0] else -1.0)
+    return vote
 
 
 @dataclass
 class Track:
     frames: list[int] = field(default_factory=list)
     dets: list[Detection] = field(default_factory=list)
+    votes: list[float] = field(default_factory=list)  # side_vote of each detection
 
-    def vote(self, width: int) -> float:
-        return sum(side_vote(d, width) for d in self.dets)
+    def add(self, k: int, det: Detection, vote: float) -> None:
+        self.frames.append(k)
+        self.dets.append(det)
+        self.votes.append(vote)
+
+    def vote(self) -> float:
+        return sum(self.votes)
 
 
 def link_tracks(frames: list[list[Detection]], width: int) -> list[Track]:
@@ -122,13 +134,13 @@ def link_tracks(frames: list[list[Detection]], width: int) -> list[Track]:
         used_d, used_t = set(), set()
         for dist, i, j in pairs:
             if dist <= TRACK_GATE * width and i not in used_d and j not in used_t:
-                live[j].frames.append(k)
-                live[j].dets.append(dets[i])
+                live[j].add(k, dets[i], side_vote(dets[i], dets, width))
                 used_d.add(i)
                 used_t.add(j)
         for i, d in enumerate(dets):
             if i not in used_d:
-                tracks.append(Track([k], [d]))
+                tracks.append(Track())
+                tracks[-1].add(k, d, side_vote(d, dets, width))
     return tracks
 
 
@@ -141,8 +153,8 @@ def assign_sides(frames: list[list[Detection]], width: int) -> dict[Side, Assign
     the other side for the whole track when that is free, else it loses those frames."""
     out: dict[Side, list] = {s: [None] * len(frames) for s in SIDES}
     tracks = link_tracks(frames, width)
-    for tr in sorted(tracks, key=lambda t: -abs(t.vote(width))):
-        vote = tr.vote(width)
+    for tr in sorted(tracks, key=lambda t: -abs(t.vote())):
+        vote = tr.vote()
         want: Side = "right" if vote >= 0 else "left"
         other: Side = "left" if want == "right" else "right"
         if any(out[want][k] is not None for k in tr.frames) and all(out[other][k] is None for k in tr.frames):
