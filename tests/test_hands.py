@@ -105,6 +105,27 @@ def test_lift_masks_absent_frames_and_jumps_and_moves_the_wrist() -> None:
     assert metrics["hands_detected_right"] == pytest.approx(7 / 8)
 
 
+def test_camera_rotations_chain_into_poses_that_remove_head_turns() -> None:
+    """The head turns 2 degrees per frame about y while the wrist stays still in the world: chained, the
+    rotations give poses under which the wrist's action is zero although it moves in the image."""
+    step = _rot(1, 2.0)
+    poses, known = lift.camera_from_rotations([None, step, None, step])
+    assert known == pytest.approx(2 / 3)
+    np.testing.assert_allclose(poses[1][:3, :3], step.T, atol=1e-12)
+    np.testing.assert_allclose(poses[3][:3, :3], step.T @ step.T, atol=1e-12)
+    np.testing.assert_allclose(poses[:, :3, 3], 0.0)  # translation unknown
+    world = _hand() + [0.12, 0.0, 0.5]  # the hand in the first camera's frame (right of centre), still
+    frames = []
+    for k in range(4):
+        in_cam = world @ poses[k][:3, :3]  # camera k sees R_k^T p
+        frames.append([_detection(world - world.mean(0), poses[k][:3, :3].T, in_cam.mean(0))])
+    arrays, _, _ = lift.lift(frames, K, 640, HandsConfig(smooth=False), poses)
+    moved, _, _ = lift.lift(frames, K, 640, HandsConfig(smooth=False))
+    pos = part_slice("right", "position")
+    assert np.abs(arrays.action[:3, pos]).max() < 2e-3  # decoupled: no motion
+    assert np.abs(moved.action[:3, pos]).max() > 0.01  # without the rotations the head turn leaks in
+
+
 def test_reply_parsing_unmirrors_the_side_and_scales_to_pixels() -> None:
     pts = [[0.5, 0.25, 0.01]] * 21
     dets = backend.parse_hands(
