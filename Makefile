@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/video_cut.py
 	$(BIN)/python bench/caption.py
 	$(BIN)/python bench/convert_real.py
+	$(BIN)/python bench/hands_accuracy.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

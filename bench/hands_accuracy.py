@@ -220,6 +220,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--figure", type=Path, default=None)
     args = ap.parse_args()
+    if not any(REAL.rglob("*.hdf5")):
+        raise SystemExit(f"bench/hands_accuracy.py: no EgoDex episode under {REAL} (../shared/realdata)")
     print(json.dumps(run(args.frames, args.width, args.figure), indent=1))
 
 

@@ -236,3 +236,18 @@ def test_ingest_hands_upgrades_in_place_resumes_and_is_idempotent(tmp_path: Path
     # resumed on a Ray actor pool
     assert CliRunner().invoke(app, ["hands", str(killed), "--workers", "2"]).exit_code == 0
     assert _snapshot(killed) == first  # the same bytes as the uninterrupted, single-process run
+
+
+@needs_estimator
+def test_an_undecodable_video_is_a_hands_reject_and_the_rest_is_upgraded(tmp_path: Path) -> None:
+    from ingest.cli import app
+
+    root = _published_videos(tmp_path)
+    broken = root / "videos/chunk-000/observation.images.ego/episode_000001.mp4"
+    broken.write_bytes(b"not a video")
+    result = CliRunner().invoke(app, ["hands", str(root), "--workers", "1"])
+    assert result.exit_code == 1 and "1 failed" in result.output
+    episodes = [json.loads(x) for x in (root / "meta/episodes.jsonl").read_text().splitlines()]
+    assert [e["has_action"] for e in episodes] == [True, False]
+    rejects = [json.loads(x) for x in (root / "meta/rejects.jsonl").read_text().splitlines()]
+    assert [(r["stage"], Path(r["source_path"]).name) for r in rejects] == [("hands", "episode_000001.mp4")]

@@ -73,16 +73,20 @@ class HandsSummary(BaseModel):
     failed: int  # unreadable videos: `meta/rejects.jsonl` (stage `hands`); the episode stays action-free
 
 
-def decode_frames(path: Path, length: int) -> list[np.ndarray]:
-    """Every frame of a published video, RGB; EpisodeError unless there are `length` of them."""
+def estimate_video(path: Path, length: int, est: HandEstimator, K: np.ndarray | None) -> list[FrameEstimate]:
+    """The estimator over every frame of a published video, decoded one at a time (memory stays flat);
+    EpisodeError when it cannot be decoded or has not `length` frames."""
+    est.reset(K)
+    results = []
     try:
         with av.open(str(path)) as c:
-            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+            for frame in c.decode(video=0):
+                results.append(est.estimate(frame.to_ndarray(format="rgb24")))
     except (OSError, av.error.FFmpegError) as e:
         raise EpisodeError(path, "video", f"cannot decode: {e}", stage="hands") from e
-    if len(frames) != length:
-        raise EpisodeError(path, "video", f"{len(frames)} frames for an episode of {length}", stage="hands")
-    return frames
+    if len(results) != length:
+        raise EpisodeError(path, "video", f"{len(results)} frames for an episode of {length}", stage="hands")
+    return results
 
 
 def camera_of(
@@ -113,11 +117,12 @@ def upgrade_episode(root: Path, ep: writer.PublishedEpisode, est: HandEstimator,
     """Estimate, lift and rewrite one published episode (atomic)."""
     path = root / data_path(ep.record.episode_index)
     table = pq.read_table(path)
-    frames = decode_frames(root / video_path(ep.record.episode_index, key), ep.record.length)
-    height, width = frames[0].shape[:2]
+    mp4 = root / video_path(ep.record.episode_index, key)
+    if key not in ep.videos:
+        raise EpisodeError(path, key, "the episode has no video of this camera", stage="hands")
+    width, height = ep.videos[key].width, ep.videos[key].height
     K, poses = camera_of(ep, key, (width, height), cfg, table)
-    est.reset(K if cfg.camera_rotation else None)
-    results = [est.estimate(f) for f in frames]
+    results = estimate_video(mp4, ep.record.length, est, K if cfg.camera_rotation else None)
     poses, camera = camera_motion(results, poses, cfg)
     arrays, _, metrics = lift([r.hands for r in results], K, width, cfg, poses)
     columns = {"observation.state": arrays.state, "action": arrays.action,
