@@ -145,8 +145,7 @@ def summary(errs: list[dict[str, list[float]]]) -> dict[str, float]:
     }
 
 
-def run(frames_per_episode: int, width: int, figure: Path | None) -> dict:
-    cfg = HandsConfig()
+def run(frames_per_episode: int, width: int, figure: Path | None, cfg: HandsConfig) -> dict:
     errs = {s: [] for s in SIDES}
     n_frames, wall, shown, cam_err, cam_known, gt_steps = 0, 0.0, [], [], [], []
     options = (cfg.model_complexity, cfg.min_detection_confidence, cfg.min_tracking_confidence)
@@ -219,10 +218,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150, help="10 Hz frames per episode (from the start)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--figure", type=Path, default=None)
+    ap.add_argument("--refine-pose", action="store_true", help="hands.refine_pose: true (docs/HANDS.md)")
     args = ap.parse_args()
     if not any(REAL.rglob("*.hdf5")):
         raise SystemExit(f"bench/hands_accuracy.py: no EgoDex episode under {REAL} (../shared/realdata)")
-    print(json.dumps(run(args.frames, args.width, args.figure), indent=1))
+    cfg = HandsConfig(refine_pose=args.refine_pose)
+    print(json.dumps(run(args.frames, args.width, args.figure, cfg), indent=1))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ class HandsConfig(BaseModel):
     min_detection_confidence: float = Field(0.5, ge=0, le=1)
     min_tracking_confidence: float = Field(0.5, ge=0, le=1)
     min_side_score: float = Field(0.5, ge=0, le=1, description="a hand whose side vote is weaker is masked")
+    refine_pose: bool = Field(
+        False, description="refit rotation and translation on the 2D landmarks: better poses, noisier actions"
+    )
     smooth: bool = Field(True, description="[1, 2, 1] / 4 over consecutive valid 10 Hz frames")
     max_step_m: float = Field(0.25, gt=0, description="a wrist this far from both its neighbours is a jump")
     depth_m: tuple[float, float] = Field((0.15, 2.0), description="plausible wrist depth in the camera")

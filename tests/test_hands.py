@@ -75,6 +75,15 @@ def test_translation_and_rotation_recovered_from_a_projected_hand() -> None:
     np.testing.assert_allclose(hand + shift, world @ R.T + t, atol=0.03)  # ~2 cm in depth
 
 
+def test_pose_refinement_recovers_a_turned_hand() -> None:
+    world, R, t = _hand(), _rot(0, 25) @ _rot(2, -40), np.array([0.05, 0.08, 0.45])
+    det = _detection(world, R, t)
+    start = world @ (R @ _rot(1, 8)).T + t + [0.01, -0.01, 0.03]  # 8 degrees and 3 cm off
+    refined, rms = lift.refine_pose(start, det.image, K)
+    assert rms < 0.05  # px
+    np.testing.assert_allclose(refined, world @ R.T + t, atol=1e-3)
+
+
 def test_sides_follow_the_track_not_a_flipped_label() -> None:
     world, R = _hand(), _rot(2, 10)
     frames = []

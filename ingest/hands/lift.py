@@ -88,6 +88,36 @@ def solve_translation(
     return t, float(np.sqrt(np.mean(np.sum(_residual(p, uv, K) ** 2, axis=1))))
 
 
+def _rodrigues(w: np.ndarray) -> np.ndarray:
+    theta = float(np.linalg.norm(w))
+    if theta < 1e-12:
+        return np.eye(3)
+    k = w / theta
+    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(theta) * Kx + (1 - np.cos(theta)) * Kx @ Kx
+
+
+def refine_pose(
+    points: np.ndarray, uv: np.ndarray, K: np.ndarray, iters: int = 8
+) -> tuple[np.ndarray, float]:
+    """The rigid hand `[21, 3]` (camera frame) rotated about its centroid and moved so that it projects onto
+    `uv` with the least pixel error (Gauss-Newton on 6 parameters, numeric Jacobian), and the RMS error."""
+    c = points.mean(0)
+    local = points - c
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        p = local @ _rodrigues(x[:3]).T + c + x[3:]
+        return _residual(p, uv, K).reshape(-1) if (p[:, 2] > 1e-3).all() else np.full(2 * len(p), 1e6)
+
+    x = np.zeros(6)
+    for _ in range(iters):
+        r = residual(x)
+        J = np.stack([(residual(x + e) - r) / 1e-6 for e in np.eye(6) * 1e-6], axis=1)
+        x = x - np.linalg.lstsq(J, r, rcond=None)[0]
+    p = local @ _rodrigues(x[:3]).T + c + x[3:]
+    return p, float(np.sqrt(np.mean(np.sum(residual(x).reshape(-1, 2) ** 2, axis=1))))
+
+
 def chirality(world: np.ndarray) -> float:
     """+1 when the metric hand is a right hand, -1 a left (the thumb tip on the palm-normal side that the
     contract's right-hand rule gives), 0 when degenerate."""
@@ -188,6 +218,10 @@ def fit_side(per_frame: Assigned, K: np.ndarray, width: int, cfg: HandsConfig) -
         hand = orient(det)
         shift, rms[k] = solve_translation(hand, det.image, K)
         points[k] = hand + shift
+        if cfg.refine_pose:
+            refined, r = refine_pose(points[k], det.image, K)
+            if r < rms[k]:
+                points[k], rms[k] = refined, r
         ok[k] = strength >= cfg.min_side_score and rms[k] <= cfg.max_reprojection * width
     detected = np.isfinite(rms)
     ok &= _depth_ok(points, cfg) & _bones_ok(points, ok, cfg)
