@@ -178,9 +178,10 @@ Assigned = list[tuple[Detection, float] | None]  # per frame: the detection a si
 
 
 def assign_sides(frames: list[list[Detection]], width: int) -> dict[Side, Assigned]:
-    """Per side and frame the detection it gets and the strength of its side (mean |vote| per frame of its
-    track), or None. Strongest tracks choose first; a track whose side is taken in one of its frames takes
-    the other side for the whole track when that is free, else it loses those frames."""
+    """Per side and frame the detection it gets and the strength of that side (the track's mean vote per
+    frame toward it: negative when the track had to take the side it voted against), or None. Strongest
+    tracks choose first; a track whose side is taken in one of its frames takes the other side for the
+    whole track when that is free, else it loses those frames."""
     out: dict[Side, list] = {s: [None] * len(frames) for s in SIDES}
     tracks = link_tracks(frames, width)
     for tr in sorted(tracks, key=lambda t: -abs(t.vote())):
@@ -189,7 +190,7 @@ def assign_sides(frames: list[list[Detection]], width: int) -> dict[Side, Assign
         other: Side = "left" if want == "right" else "right"
         if any(out[want][k] is not None for k in tr.frames) and all(out[other][k] is None for k in tr.frames):
             want = other
-        strength = abs(vote) / len(tr.dets)
+        strength = (vote if want == "right" else -vote) / len(tr.dets)
         for k, d in zip(tr.frames, tr.dets, strict=True):
             if out[want][k] is None:
                 out[want][k] = (d, strength)
