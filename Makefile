@@ -7,19 +7,24 @@ DEMO := demo
 export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test lint compat bench clean
+.PHONY: setup hands-env demo test lint compat bench clean
 
-$(STAMP): pyproject.toml requirements.lock tools/fetch_robot_models.sh
+$(STAMP): pyproject.toml requirements.lock tools/fetch_robot_models.sh tools/hands_env.sh tools/hands-env.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	@# Robot model files for forward kinematics, outside the clone (robosuite's deps do not fit our pins).
 	PIP=$(BIN)/pip bash tools/fetch_robot_models.sh
+	@# The MediaPipe Hands estimator's own environment (numpy<2, protobuf<5), outside the clone.
+	bash tools/hands_env.sh
 	@# No GPU here: the torch installed must be the CPU build, never a multi-GB CUDA one.
 	$(BIN)/python -c "import shutil, sys, torch; \
 	  sys.exit('CUDA torch installed on a machine without a GPU' if torch.version.cuda and not shutil.which('nvidia-smi') else 0)"
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+hands-env:
+	bash tools/hands_env.sh
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
@@ -52,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/video_cut.py
 	$(BIN)/python bench/caption.py
 	$(BIN)/python bench/convert_real.py
+	$(BIN)/python bench/hands_accuracy.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -46,6 +46,9 @@ def run(
         str, typer.Option(help="skip: an episode with a published one's content is recorded, not published.")
     ] = "skip",
     latents: Annotated[bool, typer.Option(help="Then cache DINOv3 latents (see `ingest latents`).")] = False,
+    hands: Annotated[
+        str | None, typer.Option(help="Then estimate hands with this estimator (see `ingest hands`).")
+    ] = None,
     model_dir: ModelDir = None,
     random_weights: RandomWeights = False,
     mano_dir: Annotated[
@@ -102,6 +105,8 @@ def run(
         )
     if post_caption:  # the run gave every episode its template caption
         _caption(summary.dataset_root, opts.pipelines, caption_args, address, workers, progress)
+    if hands:
+        _hands(summary.dataset_root, opts.pipelines, hands, workers, address)
     if latents:
         _latents(summary.dataset_root, opts.pipelines, model_dir, random_weights, address, workers, progress)
     if summary.reject_ratio > opts.max_reject_ratio:
@@ -268,6 +273,38 @@ def label(
         typer.echo(f"ingest label: {e}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{path}: {summary.changed} episodes changed; {summary.counts.line()}")
+
+
+def _hands(path: Path, pipelines: Path, estimator: str, workers: int | None, address: str | None) -> None:
+    from ingest.hands.job import HandsOptions, run_hands
+
+    opts = HandsOptions(path=path, pipelines=pipelines, estimator=estimator, workers=workers, address=address)
+    try:
+        summary = run_hands(opts)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        typer.echo(f"ingest hands: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{path}: {summary.upgraded} episodes upgraded, {summary.skipped} already had hands, "
+               f"{summary.failed} failed")  # fmt: skip
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def hands(
+    path: Annotated[Path, typer.Argument(help="An action-free video dataset folder (ROOT/NAME).")],
+    estimator: Annotated[str, typer.Option(help="Hand estimator backend (docs/HANDS.md).")] = "mediapipe",
+    pipelines: Annotated[Path | None, typer.Option(help="pipelines.yaml (the section's `hands:`).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Estimator processes (Ray actors); 1: in this process.", min=1)
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Join this Ray cluster (HOST:PORT).")] = None,
+) -> None:
+    """Estimate MANO-21 hands from each action-free episode's video and rewrite it in place with state, action
+    and masks (`hands_source: estimated`, tier `low` by default); resumable, a second run changes nothing."""
+    from ingest.job import DEFAULT_PIPELINES
+
+    _hands(path, pipelines or DEFAULT_PIPELINES, estimator, workers, address)
 
 
 @app.command()

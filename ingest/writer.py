@@ -158,15 +158,15 @@ def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
 # Stage (worker)
 
 
-def _fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
+def fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(arr).reshape(-1)), arr.shape[1])
 
 
 def _frames_table(ep: CanonicalEpisode) -> pa.Table:
     t = ep.length
-    columns = {name: _fixed_list(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
+    columns = {name: fixed_list(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
     for name, col in ep.extra.items():
-        columns[name] = _fixed_list(col.values)
+        columns[name] = fixed_list(col.values)
     for name, texts in ep.annotations.items():
         columns[name] = pa.array(texts, pa.string())
     columns["timestamp"] = pa.array((np.arange(t) / FPS).astype(np.float32))
@@ -462,6 +462,13 @@ def rewrite_episode_meta(root: Path, update: Callable[[PublishedEpisode], Episod
     return changed
 
 
+def rewrite_episode(root: Path, table: pa.Table, episode: PublishedEpisode) -> None:
+    """Replace a published episode's Parquet (frames and footer) atomically (`ingest hands`); its videos
+    and numbering stay. Call `finalize_meta` afterwards."""
+    path = root / data_path(episode.record.episode_index)
+    _write_parquet_atomic(table.replace_schema_metadata(None), path, episode)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Meta (driver)
 
@@ -621,11 +628,15 @@ def build_card(
             flags |= np.asarray(getattr(ep, attr), dtype=bool)
         return [name for name, ok in zip(names, flags, strict=True) if ok]
 
+    estimated = [ep for ep in published if ep.record.hands_source == "estimated"]
+    kind = cfg.embodiment_kind
+    if estimated and kind == "human_actionless" and all(ep.record.has_action for ep in published):
+        kind = "human_action"  # every episode got hands from `ingest hands`
     return DatasetCard(
         source=source_name,
         source_version=cfg.source_version,
         license=cfg.license,
-        embodiment_kind=cfg.embodiment_kind,
+        embodiment_kind=kind,
         reference_frame=cfg.reference_frame,
         native_fps=cfg.native_fps,
         fps=FPS,
@@ -637,6 +648,19 @@ def build_card(
         valid_action_dims=valid("valid_action_dims"),
         pipeline_version=PIPELINE_VERSION,
         pipeline_config_sha256=config_sha256(cfg),
+        hands_source=f"estimated in {len(estimated)} of {len(published)} episodes" if estimated else None,
+        camera_motion=_camera_motion(estimated) if estimated else None,
+    )
+
+
+def _camera_motion(estimated: Sequence[PublishedEpisode]) -> str:
+    """What the estimated episodes know of their camera's motion (their `camera_*_known` metrics)."""
+    given = sum(ep.record.quality_metrics.get("camera_translation_known", 0.0) > 0 for ep in estimated)
+    rot = sum(ep.record.quality_metrics.get("camera_rotation_known", 0.0) > 0 for ep in estimated) - given
+    none = len(estimated) - given - rot
+    return (
+        f"of {len(estimated)} estimated episodes: camera poses from the source in {given}, rotation "
+        f"estimated from video in {rot} (translation unknown), none in {none}"
     )
 
 

@@ -27,3 +27,7 @@ class DatasetCard(BaseModel):
     valid_action_dims: list[str]
     pipeline_version: str
     pipeline_config_sha256: str
+    # `ingest hands` (docs/HANDS.md): how many episodes' hands were estimated from video, and what of the
+    # camera's motion is known (head motion is in their actions unless camera poses were given)
+    hands_source: str | None = Field(None, exclude_if=lambda v: v is None)
+    camera_motion: str | None = Field(None, exclude_if=lambda v: v is None)

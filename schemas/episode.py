@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.camera import POSE_NAMES, CameraModel
 from schemas.canonical import VECTOR_DIM
+from schemas.hands import HandsSource
 
 FPS = 10
 MAX_EPISODE_SECONDS = 15 * 60
@@ -34,6 +35,8 @@ class EpisodeMeta(BaseModel):
     caption: str
     caption_source: str = Field(pattern=r"^(source|template|cached|vlm:.+)$")
     task_original: str
+    # `estimated` when the hands come from video (ingest/hands/), not from the source; absent otherwise
+    hands_source: HandsSource | None = Field(None, exclude_if=lambda v: v is None)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from schemas.source_config import QualityConfig, SourceConfig, VideoConfig
 from schemas.sources_agibot import AgibotConfig
 from schemas.sources_egodex import EgoDexConfig
 from schemas.sources_hot3d import Hot3dConfig
-from schemas.sources_human import Ego4DConfig, EpicConfig, VideosConfig
+from schemas.sources_human import Ego4DConfig, EpicConfig, Ssv2Config, VideosConfig
 from schemas.sources_lerobot import LeRobotInputConfig
 from schemas.sources_oxe import OxeConfig
 from schemas.tiers import TiersConfig
@@ -35,6 +35,7 @@ __all__ = [  # the section models live beside their source's config; this module
     "PipelinesFile",
     "QualityConfig",
     "SourceConfig",
+    "Ssv2Config",
     "TiersConfig",
     "VideoConfig",
     "VideosConfig",
@@ -50,6 +51,7 @@ AnySourceConfig = Annotated[
     | AgibotConfig
     | Ego4DConfig
     | EpicConfig
+    | Ssv2Config
     | VideosConfig,
     Field(discriminator="format"),
 ]

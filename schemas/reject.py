@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Stage = Literal["discover", "read", "convert", "video", "write", "publish", "latents", "duplicate"]
+Stage = Literal["discover", "read", "convert", "video", "write", "publish", "latents", "duplicate", "hands"]
 
 
 class RejectRecord(BaseModel):

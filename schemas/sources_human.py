@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from schemas.episode import MAX_EPISODE_SECONDS
+from schemas.hands import HandsConfig
 from schemas.source_config import SourceConfig
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
@@ -34,6 +35,7 @@ class ClipSourceConfig(SourceConfig):
         "skip", description="annotations of a known video whose file is not under the input"
     )
     video_extensions: list[str] = Field(default_factory=lambda: list(VIDEO_EXTENSIONS))
+    hands: HandsConfig = Field(default_factory=HandsConfig, description="`ingest hands`: estimated hands")
 
 
 class Ego4DConfig(ClipSourceConfig):
@@ -67,6 +69,25 @@ class EpicConfig(ClipSourceConfig):
     video_info_file: str = "EPIC_100_video_info.csv"
     merge_below_s: float = Field(0.0, ge=0, description="a segment shorter than this takes in the next one")
     merge_gap_s: float = Field(0.5, ge=0, description="...when the next one starts at most this much later")
+
+
+class Ssv2Config(ClipSourceConfig):
+    """Something-Something v2: label JSONs over `<id>.webm` clips, and class folders of demo clips."""
+
+    format: Literal["ssv2"]
+    annotation_files: list[str] = Field(
+        default_factory=lambda: [
+            "something-something-v2-train.json",
+            "something-something-v2-validation.json",
+        ],
+        min_length=1,
+        description="lists of {id, label, template, placeholders}; the test split has no labels",
+    )
+    labels_file: str = "something-something-v2-labels.json"
+    class_folder_pattern: str = Field(
+        r"^task(\d+)$",
+        description="a folder whose name matches holds clips of that class id (Human2Bot, DVD)",
+    )
 
 
 class VideosConfig(ClipSourceConfig):

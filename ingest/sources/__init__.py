@@ -14,6 +14,7 @@ SOURCE_MODULES: dict[str, str] = {
     "agibot": "ingest.sources.agibot",
     "ego4d": "ingest.sources.ego4d",
     "epic": "ingest.sources.epic",
+    "ssv2": "ingest.sources.ssv2",
     "videos": "ingest.sources.videos",
 }
 

@@ -80,5 +80,17 @@ if [ -d "$REAL/ego4d_goalstep" ]; then
   .venv/bin/ingest run ego4d --input "$WORK/ego4d-real" --output "$WORK/out" --name ego4d_real --no-progress
   datasets+=("$WORK/out/ego4d_real")
 fi
+if [ -d "$REAL/egodex" ]; then
+  # real egocentric clips (EgoDex's videos alone) as action-free video, then hands estimated in place
+  mkdir -p "$WORK/ego-clips"
+  for f in basic_pick_and_place/1 open_close/1; do ln -s "$(realpath "$REAL/egodex/$f.mp4")" "$WORK/ego-clips/${f//\//_}.mp4"; done
+  .venv/bin/ingest run videos --input "$WORK/ego-clips" --output "$WORK/out" --name ego_clips_hands --no-progress
+  .venv/bin/ingest hands "$WORK/out/ego_clips_hands"
+  datasets+=("$WORK/out/ego_clips_hands")
+fi
+if [ -d "$REAL/ssv2" ]; then
+  .venv/bin/ingest run ssv2 --input "$REAL/ssv2" --output "$WORK/out" --no-progress --hands mediapipe --workers 1
+  datasets+=("$WORK/out/ssv2")
+fi
 for d in "${datasets[@]}"; do .venv/bin/ingest validate "$d"; done
 "$COMPAT_VENV/bin/python" tests/compat/check_lerobot.py "${datasets[@]}"
