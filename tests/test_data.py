@@ -512,3 +512,54 @@ def test_split_fraction_is_stable() -> None:
 def test_offsets_must_be_stride_multiples(root: Path, mixture: Path) -> None:
     with pytest.raises(DataError, match="future_offset 4 is not a multiple of the latents stride 3"):
         TrainingData.open(_cfg(root, mixture, future_offset=4))
+
+
+def _stats(mean: float, std: float) -> dict[str, list[float]]:
+    keys = {"mean": mean, "std": std, "q01": mean - 2 * std, "q99": mean + 2 * std}
+    return {f"{kind}_{q}": [v] * 146 for kind in ("state", "action") for q, v in keys.items()}
+
+
+def test_per_dataset_normalizer_applies_each_samples_own_statistics(tmp_path: Path) -> None:
+    """`for_dataset` / `*_for`: sample i is normalised with datasets[i]'s statistics (checked against the
+    affine map written out), an unknown dataset with the merged ones; the JSON round trip keeps them."""
+    merged = _stats(0.0, 1.0)
+    n = Normalizer(**merged, latent_mean=[0.0], latent_std=[1.0], datasets=["a", "b"],
+                   per_dataset={"a": _stats(1.0, 2.0), "b": _stats(-3.0, 0.5)})  # fmt: skip
+    assert n.for_dataset("c") is n and n.for_dataset("a").per_dataset == {}
+    x = torch.randn(4, 16, 146)
+    names = ["a", "b", "c", "a"]
+    got = n.normalize_actions_for(names, x)
+    for i, (mean, std) in enumerate([(1.0, 2.0), (-3.0, 0.5), (0.0, 1.0), (1.0, 2.0)]):
+        torch.testing.assert_close(got[i], (x[i] - mean) / std)
+    torch.testing.assert_close(n.unnormalize_actions_for(names, got), x)
+    state = torch.randn(4, 146)
+    torch.testing.assert_close(n.unnormalize_state_for(names, state)[1], state[1] * 0.5 - 3.0)
+    mask = torch.rand(4, 16, 146) > 0.5
+    assert (n.normalize_actions_for(names, x, mask)[~mask] == 0).all()
+    assert Normalizer.load(n.save(tmp_path / "n.json")).for_dataset("b") == n.for_dataset("b")
+    quantile = Normalizer.model_validate({**n.model_dump(), "mode": "quantile"})
+    torch.testing.assert_close(quantile.normalize_actions_for(["b"], x[:1])[0], (x[0] + 3.0) / 1.0)
+
+
+def test_normalize_per_dataset_statistics_are_each_datasets_own(root: Path, mixture: Path) -> None:
+    """Each dataset's statistics are numpy's on its own valid values; a dataset without actions (video)
+    keeps the merged action statistics; a batch of ego samples is normalised with ego's statistics."""
+    data = TrainingData.open(_cfg(root, mixture, normalize_per="dataset"))
+    n = data.normalizer
+    assert sorted(n.per_dataset) == ["ego", "ego_low", "video"]
+    for ds in ("ego", "video"):
+        x = _all_frames(root, ds, "observation.state")
+        valid = ~np.isnan(x).all(0)
+        own = n.for_dataset(ds)
+        np.testing.assert_allclose(
+            np.asarray(own.state_mean)[valid], np.nanmean(x, 0)[valid], rtol=1e-5, atol=1e-7
+        )
+    assert n.for_dataset("video").action_mean == n.action_mean  # no action anywhere: the merged values
+    assert n.for_dataset("video").action_std == n.action_std
+    b = data.batch(0)
+    i = next(i for i in range(len(b)) if b.dataset[i] == "ego")
+    raw = raw_episode(root, "ego", int(b.episode_index[i]))
+    t, m = int(b.frame_index[i]), raw["observation.state_mask"][int(b.frame_index[i])]
+    own = n.for_dataset("ego")
+    want = (raw["observation.state"][t] - np.asarray(own.state_mean)) / np.asarray(own.state_std)
+    np.testing.assert_allclose(b.state[i].numpy()[m], want[m], rtol=1e-4, atol=1e-4)

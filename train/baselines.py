@@ -3,7 +3,8 @@
 Actions (data units, as the model's L1; see docs/CONTRACT.md section 4: position/rotation are the step's
 delta, gripper and keypoints the next frame's values):
 - `zero`: the all-zero action;
-- `mean`: the training-mean action (the run's normaliser mean);
+- `mean`: the training-mean action (the run's normaliser mean; `--normalize-per dataset`: the sample's
+  dataset's own mean);
 - `repeat_last`: the last history action (a_{t-1}) repeated over the whole chunk; where that dimension of
   a_{t-1} is masked (episode start, occlusion), the action that holds the current state instead: zero
   position delta, identity rotation, gripper and keypoints of the state at t (where the state is valid);
@@ -32,11 +33,12 @@ LATENT_BASELINES: tuple[str, ...] = ("mean_latent", "copy_current")
 def action_baselines(batch: Batch, norm: Normalizer) -> dict[str, Tensor]:
     """Each action baseline's chunk [B, C, A] in data units (unmasked: score with the model's mask)."""
     shape = batch.actions.shape
-    mean = torch.as_tensor(norm.action_mean, dtype=torch.float32, device=batch.actions.device)
-    repeat = norm.unnormalize_actions(batch.last_action)  # a_{t-1}, else hold the state, else the centre
+    means = [norm.for_dataset(d).action_mean for d in batch.dataset]  # --normalize-per dataset: its own
+    mean = torch.as_tensor(means, dtype=torch.float32, device=batch.actions.device)
+    repeat = norm.unnormalize_actions_for(batch.dataset, batch.last_action)  # a_{t-1}, else hold, else centre
     return {
         "zero": torch.zeros(shape, device=batch.actions.device),
-        "mean": mean.expand(shape),
+        "mean": mean[:, None, :].expand(shape),
         "repeat_last": repeat[:, None, :].expand(shape),
     }
 

@@ -67,6 +67,9 @@ def launch(
     normalizer: Annotated[
         str, typer.Option(help="State/action normalisation: mean_std, or quantile (q01/q99 -> -1/1).")
     ] = "mean_std",
+    normalize_per: Annotated[
+        str, typer.Option(help="State/action statistics merged over the mixture, or per dataset (its own).")
+    ] = "mixture",
     progress: Annotated[bool, typer.Option(help="Show a progress line.")] = True,
     parallel: Annotated[str, typer.Option(help="ddp (replicas) or fsdp (FSDP2 shards).")] = "ddp",
     activation_checkpointing: Annotated[
@@ -89,7 +92,7 @@ def launch(
             loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
             unfreeze_vlm=unfreeze_vlm, vlm_lr=vlm_lr, condition_cache=condition_cache, progress=progress,
             parallel=parallel, activation_checkpointing=activation_checkpointing, compile=compile,
-            action_heads=action_heads, normalizer=normalizer, ema=ema,
+            action_heads=action_heads, normalizer=normalizer, normalize_per=normalize_per, ema=ema,
         )  # fmt: skip
     except ValidationError as e:
         typer.echo(f"train launch: {e.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)

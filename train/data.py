@@ -45,6 +45,7 @@ STATE, ACTION = "observation.state", "action"
 STATE_MASK, ACTION_MASK = "observation.state_mask", "action_mask"
 Split = Literal["train", "eval"]
 NormalizerMode = Literal["mean_std", "quantile"]
+NormalizePer = Literal["mixture", "dataset"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
@@ -75,6 +76,9 @@ class DataConfig(BaseModel):
     std_floor: float = Field(1e-3, gt=0, description="lower bound of every normalisation std")
     normalizer: NormalizerMode = Field(
         "mean_std", description="state/action normalisation: mean_std (z-score) or quantile (q01/q99 -> -1/1)"
+    )
+    normalize_per: NormalizePer = Field(
+        "mixture", description="state/action statistics merged over the mixture, or each dataset's own"
     )
     stats_rows: int = Field(100_000, gt=0, description="frames per dataset read for state/action statistics")
     episode_cache: int = Field(64, gt=0, description="open episodes kept per worker (LRU)")
@@ -165,7 +169,11 @@ class Normalizer(BaseModel):
     action_q01: list[float] = Field(default_factory=list)
     action_q99: list[float] = Field(default_factory=list)
     datasets: list[str] = Field(default_factory=list, description="the datasets the statistics merge")
+    # `--normalize-per dataset`: each dataset's own state / action statistics (keys as the fields above,
+    # e.g. "action_mean"; a dimension the dataset never has keeps the merged value). Empty: merged only.
+    per_dataset: dict[str, dict[str, list[float]]] = Field(default_factory=dict)
     _arrays: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
+    _views: dict[str, Normalizer] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _quantiles_present(self) -> Normalizer:
@@ -221,6 +229,36 @@ class Normalizer(BaseModel):
 
     def unnormalize_latents(self, x: Array) -> Array:
         return self._inverse(x, "latent", None)
+
+    def for_dataset(self, name: str) -> Normalizer:
+        """The normaliser of one dataset's samples: its own statistics under `--normalize-per dataset`, else
+        (or for a dataset the statistics do not know) the merged ones."""
+        if name not in self.per_dataset:
+            return self
+        if name not in self._views:
+            own = {**self.model_dump(), **self.per_dataset[name], "per_dataset": {}}  # fresh array cache
+            self._views[name] = Normalizer.model_validate(own)
+        return self._views[name]
+
+    def normalize_actions_for(self, datasets: Sequence[str], x: Array, mask: Array | None = None) -> Array:
+        """`normalize_actions` of a batch [B, ...] whose sample i is of `datasets[i]`."""
+        return self._per_sample("normalize_actions", datasets, x, mask)
+
+    def unnormalize_actions_for(self, datasets: Sequence[str], x: Array, mask: Array | None = None) -> Array:
+        return self._per_sample("unnormalize_actions", datasets, x, mask)
+
+    def unnormalize_state_for(self, datasets: Sequence[str], x: Array, mask: Array | None = None) -> Array:
+        return self._per_sample("unnormalize_state", datasets, x, mask)
+
+    def _per_sample(self, method: str, datasets: Sequence[str], x: Array, mask: Array | None) -> Array:
+        if not self.per_dataset:
+            return getattr(self, method)(x, mask)
+        out = x.clone().float() if isinstance(x, torch.Tensor) else np.array(x, dtype=np.float32)
+        for name in sorted(set(datasets)):
+            rows = [i for i, d in enumerate(datasets) if d == name]
+            part = None if mask is None else mask[rows]
+            out[rows] = getattr(self.for_dataset(name), method)(x[rows], part)
+        return out
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -383,10 +421,28 @@ def build_normalizer(infos: Sequence[DatasetInfo], rows: pl.DataFrame, cfg: Data
         np.array([[m.count] for m in moments], dtype=np.float64),
         cfg.std_floor,
     )
-    values = {f"{kind}_{q}": getattr(s, q).tolist() for kind, s in (("state", state), ("action", action))
-              for q in ("mean", "std", "q01", "q99")}  # fmt: skip
+    values = _vector_values(state, action)
+    own = {}
+    if cfg.normalize_per == "dataset":  # each dataset's own statistics; its absent dimensions: the merged
+        merged = {STATE: state, ACTION: action}
+        mine = lambda p, key: merge_stats([p[key], _absent(p[key], merged[key])], cfg.std_floor)  # noqa: E731
+        own = {
+            d.name: _vector_values(mine(p, STATE), mine(p, ACTION)) for d, p in zip(infos, per, strict=True)
+        }
     return Normalizer(mode=cfg.normalizer, **values, latent_mean=l_mean.tolist(), latent_std=l_std.tolist(),
-                      datasets=[d.name for d in infos])  # fmt: skip
+                      datasets=[d.name for d in infos], per_dataset=own)  # fmt: skip
+
+
+def _vector_values(state: VectorStats, action: VectorStats) -> dict[str, list[float]]:
+    """Normalizer fields (state_mean, ..., action_q99) of state and action statistics."""
+    return {f"{kind}_{q}": getattr(s, q).tolist() for kind, s in (("state", state), ("action", action))
+            for q in ("mean", "std", "q01", "q99")}  # fmt: skip
+
+
+def _absent(own: VectorStats, merged: VectorStats) -> VectorStats:
+    """`merged` weighted only where `own` has no valid value: merged with `own` by `merge_stats`, it fills
+    the dimensions the dataset never has and leaves the others exactly the dataset's."""
+    return VectorStats(np.where(own.count > 0, 0.0, 1.0), merged.mean, merged.std, merged.q01, merged.q99)
 
 
 # --------------------------------------------------------------------------- the episode table
@@ -804,7 +860,8 @@ class TrainingData:
             return self._cache[row]
         t = self.table
         path = self.cfg.root / t.data_path[row]
-        arrays = read_episode(path, int(t.length[row]), bool(t.has_action[row]), self.normalizer)
+        norm = self.normalizer.for_dataset(self.datasets[int(t.dataset[row])].name)
+        arrays = read_episode(path, int(t.length[row]), bool(t.has_action[row]), norm)
         self._cache[row] = arrays
         while len(self._cache) > self.cfg.episode_cache:
             self._cache.popitem(last=False)
@@ -846,7 +903,8 @@ class TrainingData:
         d = int(self.table.dataset[spec.row])
         dims = self.datasets[d].action_dims & has_action
         state, state_mask = ep.state[t].copy(), ep.state_mask[t].copy()
-        last = last_action(history[-1], history_mask[-1], state, state_mask, dims, self.normalizer)
+        norm = self.normalizer.for_dataset(self.datasets[d].name)
+        last = last_action(history[-1], history_mask[-1], state, state_mask, dims, norm)
         return Sample(
             task=spec.task,
             obs_latents=obs,

@@ -230,7 +230,7 @@ def _score_actions(model, batch, cond, norm, steps, gens, sums: _Sums, inverse: 
     from train.flow import sample_actions
 
     task = "inverse_dynamics" if inverse else "policy"
-    truth = norm.unnormalize_actions(batch.actions, batch.action_mask)
+    truth = norm.unnormalize_actions_for(batch.dataset, batch.actions, batch.action_mask)
     valid = batch.action_mask
     if inverse:
         k = model.config.future_obs_index
@@ -238,7 +238,7 @@ def _score_actions(model, batch, cond, norm, steps, gens, sums: _Sums, inverse: 
     preds = []
     for d, gen in enumerate(gens):
         pred = sample_actions(model, batch, cond[0], cond[1], steps, gen, inverse=inverse)
-        pred = norm.unnormalize_actions(pred, batch.action_mask)
+        pred = norm.unnormalize_actions_for(batch.dataset, pred, batch.action_mask)
         sums.add(task, f"model:{d}", batch.dataset, (pred - truth).abs(), valid)
         preds.append(pred)
     sums.add(task, "model:mean", batch.dataset, (torch.stack(preds).mean(0) - truth).abs(), valid)

@@ -71,6 +71,7 @@ class TrainOptions(BaseModel):
     )
     action_heads: Literal["shared", "per_embodiment"] = "shared"  # see ModelConfig.action_heads
     normalizer: Literal["mean_std", "quantile"] = "mean_std"  # state / action normalisation (train.data)
+    normalize_per: Literal["mixture", "dataset"] = "mixture"  # statistics merged, or each dataset's own
     progress: bool = True
     # Scale (train/parallel.py): how ranks share the model, and per-block recompute / compile.
     parallel: Literal["ddp", "fsdp"] = "ddp"

@@ -23,7 +23,8 @@ def data_config(opts: TrainOptions, world_size: int, **kw: Any) -> Any:
     return DataConfig(root=opts.root, mixture=opts.mixture, batch_size=opts.batch_size // world_size,
                       seed=opts.seed, num_workers=opts.loader_workers, images=opts.vlm,
                       condition_cache=opts.condition_cache, normalizer=opts.normalizer,
-                      pin_memory=torch.cuda.is_available(), **kw)  # fmt: skip
+                      normalize_per=opts.normalize_per, pin_memory=torch.cuda.is_available(),
+                      **kw)  # fmt: skip
 
 
 def condition_encoder(opts: TrainOptions, device: torch.device) -> Any:
@@ -72,12 +73,14 @@ def run_embodiments(state: dict[str, Any] | None) -> list[str] | None:
 
 
 def check_resume(opts: TrainOptions, state: dict[str, Any]) -> None:
-    """--action-heads and --normalizer of a resumed run must be the checkpoint's."""
+    """--action-heads, --normalizer and --normalize-per of a resumed run must be the checkpoint's."""
     heads = state["model_config"].get("action_heads", "shared")
     mode = state["normalizer"].get("mode", "mean_std")
-    if (opts.action_heads, opts.normalizer) != (heads, mode):
-        raise ValueError(f"--resume: the checkpoint has --action-heads {heads} --normalizer {mode}, "
-                         f"not {opts.action_heads} / {opts.normalizer}")  # fmt: skip
+    per = "dataset" if state["normalizer"].get("per_dataset") else "mixture"
+    if (opts.action_heads, opts.normalizer, opts.normalize_per) != (heads, mode, per):
+        raise ValueError(f"--resume: the checkpoint has --action-heads {heads} --normalizer {mode} "
+                         f"--normalize-per {per}, not {opts.action_heads} / {opts.normalizer} / "
+                         f"{opts.normalize_per}")  # fmt: skip
 
 
 def _cond_dim(encoder: Any) -> int:

@@ -93,8 +93,8 @@ def noop_actions(batch: Any, norm: Any) -> Tensor:
     dimensions outside the embodiment's `action_dims` are 0, as in the data."""
     from train.batch import hold_action
 
-    hold, valid = hold_action(norm.unnormalize_state(batch.state), batch.state_mask)
-    still = norm.normalize_actions(hold, valid & batch.action_dims)
+    hold, valid = hold_action(norm.unnormalize_state_for(batch.dataset, batch.state), batch.state_mask)
+    still = norm.normalize_actions_for(batch.dataset, hold, valid & batch.action_dims)
     return still[:, None, :].expand_as(batch.actions).contiguous()
 
 
