@@ -102,6 +102,7 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
     ms = sorted(times[1:] or times)
     return {"config": opts.config, "params": params, "steps": opts.steps, "batch_size": opts.batch_size,
             "lr": opts.lr, "weight_decay": opts.weight_decay, "ema": opts.ema,
+            "normalize_per": opts.normalize_per,
             "ms_per_step_median": 1000 * ms[len(ms) // 2], "eval_samples": samples,
             "draws": draws, "points": points, "losses": losses,
             "first_beaten": first_beaten(points), "first_beaten_mean": first_beaten(points, "model_mean"),
@@ -181,6 +182,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--ema", type=float, help="keep an EMA of the weights with this decay (scored instead)")
+    ap.add_argument("--normalize-per", default="mixture", choices=["mixture", "dataset"])
     ap.add_argument("--weight-decay", type=float, default=TrainOptions.model_fields["weight_decay"].default)
     ap.add_argument("--samples", type=int, default=32, help="held-out samples per eval point")
     ap.add_argument("--draws", type=int, default=2, help="noise draws the model's error is averaged over")
@@ -205,7 +207,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     opts = TrainOptions(mixture=args.mixture, root=root, out=args.out / "run", config=args.config,
                         steps=args.steps, batch_size=args.batch_size, lr=args.lr, loader_workers=0,
-                        weight_decay=args.weight_decay, ema=args.ema,
+                        weight_decay=args.weight_decay, ema=args.ema, normalize_per=args.normalize_per,
                         checkpoint_every=args.steps, progress=False, warmup=args.warmup,
                         condition=RANDOM_TEXT)  # fmt: skip
     result = train_and_evaluate(opts, args.eval_every, args.samples, args.draws)
