@@ -78,6 +78,16 @@ def _figures(report, one_step) -> dict:
     return out
 
 
+def _by_dataset(report) -> dict:
+    """{task: {dataset: {"model": x, "model_mean": m, baseline: y, ...}}} for each held-out dataset."""
+    out: dict = {}
+    for s in report.scores:
+        if s.dataset != ALL:
+            out.setdefault(s.task, {})[s.dataset] = {"model": s.model, "model_mean": s.model_mean,
+                                                     "samples": s.samples, **s.baselines}  # fmt: skip
+    return out
+
+
 NOT_BASELINES = ("model", "model_mean", "model_1step", "samples")
 
 
@@ -97,7 +107,8 @@ def train_and_evaluate(opts: TrainOptions, eval_every: int, samples: int, draws:
             save_checkpoint(opts.out, run, extra["checkpoint_extra"])
             report = evaluate(opts.out, n=samples, draws=draws)
             one_step = evaluate(opts.out, n=samples, draws=1, steps=1)
-            points.append({"step": step + 1, "loss": metrics["loss"], "tasks": _figures(report, one_step)})
+            points.append({"step": step + 1, "loss": metrics["loss"], "tasks": _figures(report, one_step),
+                           "by_dataset": _by_dataset(report)})  # fmt: skip
             _print_point(points[-1])
     ms = sorted(times[1:] or times)
     return {"config": opts.config, "params": params, "steps": opts.steps, "batch_size": opts.batch_size,
