@@ -263,6 +263,7 @@ def test_annotations_survive_recaptioning(tmp_path: Path) -> None:
     assert validate_dataset(root) == [] and run_caption(_opts(root)).files_changed == 0
 
 
+@pytest.mark.timeout(900)  # Ray + a tiny Qwen3-VL twice: about a minute idle, several on a busy machine
 @pytest.mark.usefixtures("ray_local")
 def test_vlm_end_to_end_frames_in_text_out(
     dataset: Path, qwen_dir: Path, vlm: VlmCaptioner, monkeypatch
