@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from catalog.latents_reader import read_images, read_latents, read_rows  # noqa: E402
+from schemas.latents_reader import read_images, read_latents, read_rows  # noqa: E402
 
 FRAMES = 300
 QWEN_4B = {  # lda-model.md 5.2 (secondary source): Qwen3-VL-4B-Instruct shapes

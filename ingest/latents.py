@@ -6,7 +6,7 @@
 - `encode_video`: decode only the needed frames, RGB at the policy's size straight from the codec scaler.
 - `write_episode_latents`: one safetensors file per episode and camera, written atomically.
 - `ChannelStats`: running per-channel mean/std for `meta/latents.json`.
-The trainer reads the files with `catalog.latents_reader.read_latents`.
+The trainer reads the files with `schemas.latents_reader.read_latents`.
 """
 
 from __future__ import annotations

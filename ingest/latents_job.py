@@ -76,7 +76,7 @@ def _episodes(root: Path) -> tuple[InfoJson, list[EpisodeRecord]]:
 def _is_cached(path: Path, frames: np.ndarray, images: bool) -> bool:
     """The file holds these frames (and their images when asked for: an older file without them is
     encoded again)."""
-    from catalog.latents_reader import has_images, latent_frame_indices
+    from schemas.latents_reader import has_images, latent_frame_indices
 
     try:
         return np.array_equal(latent_frame_indices(path), frames) and (not images or has_images(path))
@@ -274,7 +274,7 @@ def _identity_from_meta(root: Path) -> dict[str, Any] | None:
 
 def write_meta(root: Path, cfg: LatentsConfig, identity: dict[str, Any]) -> LatentsMeta:
     """`meta/latents.json` with dataset-wide per-camera moments merged from every file's header."""
-    from catalog.latents_reader import has_images
+    from schemas.latents_reader import has_images
     from ingest.latents import ChannelStats, read_file_stats
 
     info, episodes = _episodes(root)

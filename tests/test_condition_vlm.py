@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from catalog.latents_reader import read_images
+from schemas.latents_reader import read_images
 from catalog.mixture import write_mixture
 from schemas.catalog import Mixture, MixtureEntry
 from schemas.latents import IMAGE_SIZE, LatentsMeta, latents_path

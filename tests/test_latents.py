@@ -1,4 +1,4 @@
-"""ingest/latents.py, schemas/latents.py and catalog/latents_reader.py with a tiny random DINOv3 saved to and
+"""ingest/latents.py, schemas/latents.py and schemas/latents_reader.py with a tiny random DINOv3 saved to and
 loaded from a local folder, on small synthetic videos."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-from catalog.latents_reader import has_images, latent_frame_indices, read_images, read_latents
+from schemas.latents_reader import has_images, latent_frame_indices, read_images, read_latents
 from ingest.errors import EpisodeError
 from ingest.latents import (
     IMAGENET_MEAN,

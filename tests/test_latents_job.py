@@ -12,7 +12,7 @@ import pytest
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from catalog.latents_reader import read_latents
+from schemas.latents_reader import read_latents
 from ingest.cli import app
 from ingest.job import RunOptions, run
 from ingest.latents import encode_video, load_encoder

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalog.latents_reader import read_images
+from schemas.latents_reader import read_images
 from schemas.latents import latents_path
 from train.condition_cache import CacheMeta, cached_caption, episode_path, model_identity, write_episode
 

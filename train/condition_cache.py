@@ -11,7 +11,7 @@ each sample instead of running the VLM (no VLM in GPU memory, no VLM forward in 
                                                          header: the episode's caption
 
 A file is valid for one caption: an episode captioned again is encoded again. Reading uses the latents
-reader (`catalog.latents_reader.read_rows`, memory-mapped). Only a frozen encoder's tokens are cached.
+reader (`schemas.latents_reader.read_rows`, memory-mapped). Only a frozen encoder's tokens are cached.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors import safe_open
 
-from catalog.latents_reader import read_rows
+from schemas.latents_reader import read_rows
 
 CACHE_META = "condition.json"
 TOKENS, LENGTH, FRAME_INDEX = "tokens", "length", "frame_index"
