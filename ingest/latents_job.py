@@ -274,8 +274,8 @@ def _identity_from_meta(root: Path) -> dict[str, Any] | None:
 
 def write_meta(root: Path, cfg: LatentsConfig, identity: dict[str, Any]) -> LatentsMeta:
     """`meta/latents.json` with dataset-wide per-camera moments merged from every file's header."""
-    from schemas.latents_reader import has_images
     from ingest.latents import ChannelStats, read_file_stats
+    from schemas.latents_reader import has_images
 
     info, episodes = _episodes(root)
     stats = {cam: ChannelStats(identity["dim"]) for cam in info.video_keys()}

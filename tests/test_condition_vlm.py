@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from schemas.latents_reader import read_images
 from catalog.mixture import write_mixture
 from schemas.catalog import Mixture, MixtureEntry
 from schemas.latents import IMAGE_SIZE, LatentsMeta, latents_path
+from schemas.latents_reader import read_images
 from schemas.lerobot import video_path
 from tests.fixtures.egodex import decode_frame_index
 from tests.fixtures.qwen3vl import save_tiny_qwen3vl

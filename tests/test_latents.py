@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
-from schemas.latents_reader import has_images, latent_frame_indices, read_images, read_latents
 from ingest.errors import EpisodeError
 from ingest.latents import (
     IMAGENET_MEAN,
@@ -35,6 +34,7 @@ from ingest.latents import (
     write_episode_latents,
 )
 from schemas.latents import LatentsConfig, LatentsMeta, latents_path
+from schemas.latents_reader import has_images, latent_frame_indices, read_images, read_latents
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

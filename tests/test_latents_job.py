@@ -12,13 +12,13 @@ import pytest
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from schemas.latents_reader import read_latents
 from ingest.cli import app
 from ingest.job import RunOptions, run
 from ingest.latents import encode_video, load_encoder
 from ingest.latents_job import LatentsOptions, run_latents
 from ingest.validate import validate_dataset
 from schemas.latents import LatentsConfig, LatentsMeta, latents_path
+from schemas.latents_reader import read_latents
 from schemas.lerobot import video_path
 from tests.fixtures.dino import save_tiny_dino
 from tests.fixtures.egodex import write_dataset

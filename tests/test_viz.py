@@ -127,11 +127,11 @@ def test_train_viz_writes_the_pictures_of_a_trained_run(tmp_path: Path) -> None:
     from PIL import Image
     from typer.testing import CliRunner
 
-    from schemas.latents_reader import read_latents
     from catalog.mixture import write_mixture
     from ingest.latents import _rgb_frames
     from schemas.catalog import Mixture, MixtureEntry
     from schemas.latents import latents_path
+    from schemas.latents_reader import read_latents
     from schemas.lerobot import video_path
     from tests.fixtures.training import training_root
     from train.cli import app

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.latents_reader import read_images
 from schemas.latents import latents_path
+from schemas.latents_reader import read_images
 from train.condition_cache import CacheMeta, cached_caption, episode_path, model_identity, write_episode
 
 

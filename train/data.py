@@ -27,8 +27,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from schemas.latents_reader import read_images, read_latents
 from schemas.latents import LatentsMeta, latents_path
+from schemas.latents_reader import read_images, read_latents
 from schemas.lerobot import INFO_PATH, InfoJson
 from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch, last_action
 from train.condition_cache import read_condition
