@@ -12,16 +12,12 @@ same dataset as an uninterrupted run.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib
 import json
 import math
 import os
-import re
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,14 +32,14 @@ from ingest.sources import get_source
 from ingest.sources.base import PartReject, SourceEpisodeRef
 from ingest.sources.rlds import RldsError
 from ingest.stages import quality
+from ingest.workdir import WORK_DIR, clear_reject, dataset_lock, load_rejects, safe_id, save_reject
 from schemas.episode import CanonicalEpisode
 from schemas.errors import Failed, Refused
-from schemas.lerobot import CARD_PATH, REJECTS_PATH
+from schemas.lerobot import CARD_PATH
 from schemas.pipelines import PipelinesFile, SourceConfig
 from schemas.reject import RejectRecord
 
 DEFAULT_PIPELINES = Path(__file__).resolve().parents[1] / "pipelines.yaml"
-WORK_DIR = ".work"
 EPISODES_PER_TASK = 4
 PARTS_FILE = "parts.json"
 PART_REJECTS_FILE = "part_rejects.json"
@@ -123,13 +119,6 @@ class ConvertResult(BaseModel):
 
 
 # ----------------------------------------------------------------------------- worker side
-
-
-def safe_id(source_episode_id: str) -> str:
-    """A file-system-safe, collision-free directory name for a source episode id."""
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", source_episode_id)[-80:]
-    digest = hashlib.sha1(source_episode_id.encode()).hexdigest()[:10]
-    return f"{stem}-{digest}"
 
 
 def _staged_parts(staging: Path) -> list[Path] | None:
@@ -265,35 +254,6 @@ def base_id(source_episode_id: str) -> str:
     return source_episode_id.split("#", 1)[0]
 
 
-def _rejects_dir(root: Path) -> Path:
-    return root / WORK_DIR / "rejects"
-
-
-def save_reject(root: Path, reject: RejectRecord, key: str) -> None:
-    """Keep a reject across runs (`.work/rejects/`); `meta/rejects.jsonl` is rebuilt from them."""
-    path = _rejects_dir(root) / f"{safe_id(key)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(reject.model_dump_json())
-    os.replace(tmp, path)
-
-
-def clear_reject(root: Path, key: str) -> None:
-    (_rejects_dir(root) / f"{safe_id(key)}.json").unlink(missing_ok=True)
-
-
-def load_rejects(root: Path) -> list[RejectRecord]:
-    """The dataset's rejects: the run's records in `.work/`, or `meta/rejects.jsonl` when the dataset
-    was moved without its work folder (a label / caption pass must not drop them)."""
-    if not _rejects_dir(root).exists():
-        path = root / REJECTS_PATH
-        lines = path.read_text().splitlines() if path.is_file() else []
-        return [RejectRecord.model_validate_json(x) for x in lines if x.strip()]
-    files = sorted(_rejects_dir(root).glob("*.json"))
-    records = [RejectRecord.model_validate_json(f.read_text()) for f in files]
-    return sorted(records, key=lambda r: r.source_path)
-
-
 def _num_blocks(n_items: int, workers: int) -> int:
     """A few episodes per Ray task (its scheduling cost is ~0.2 s), at least two tasks per worker."""
     return min(n_items, max(2 * workers, math.ceil(n_items / EPISODES_PER_TASK)))
@@ -316,20 +276,6 @@ def _convert_stream(
     )
     for row in ds.iter_rows():
         yield ConvertResult.model_validate_json(row["result"])
-
-
-@contextmanager
-def dataset_lock(root: Path) -> Iterator[None]:
-    """One run per dataset at a time: a second one fails at once instead of interleaving episodes."""
-    (root / WORK_DIR).mkdir(parents=True, exist_ok=True)
-    with open(root / WORK_DIR / "lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Refused(
-                f"another `ingest run`, `label` or `caption` is writing {root}", "wait for it to finish"
-            ) from None
-        yield
 
 
 def _convert_and_publish(

@@ -134,7 +134,7 @@ def label(opts: LabelOptions) -> LabelSummary:
         meta = EpisodeMeta.model_validate(ep.record.model_dump(include=set(EpisodeMeta.model_fields)))
         return relabel(meta, cfg.quality, overrides.get(meta.source_episode_id), not opts.reset_overrides)
 
-    from ingest.job import dataset_lock, load_rejects  # ingest.job imports this module
+    from ingest.workdir import dataset_lock, load_rejects
 
     with dataset_lock(root):
         changed = writer.rewrite_episode_meta(root, update)

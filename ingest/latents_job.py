@@ -297,7 +297,7 @@ def write_meta(root: Path, cfg: LatentsConfig, identity: dict[str, Any]) -> Late
 
 def _record_rejects(root: Path, done: Assembler) -> None:
     """Latents failures join `meta/rejects.jsonl` (stage "latents"); successes clear earlier ones."""
-    from ingest.job import clear_reject, load_rejects, save_reject
+    from ingest.workdir import clear_reject, load_rejects, save_reject
     from ingest.writer import rewrite_rejects
 
     for out in done.finished:

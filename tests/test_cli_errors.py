@@ -13,7 +13,7 @@ import pytest
 
 from catalog.cli import app as catalog_app
 from ingest.cli import app as ingest_app
-from ingest.job import dataset_lock
+from ingest.workdir import dataset_lock
 from schemas.errors import ExitCode, Failed, Refused, describe, run_app
 from tests.fixtures.egodex import write_dataset
 from train.cli import app as train_app

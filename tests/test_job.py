@@ -225,7 +225,7 @@ def test_cut_recording_resumes_between_parts(tmp_path: Path, monkeypatch: pytest
 
 
 def test_second_run_on_the_same_dataset_fails_at_once(tmp_path: Path) -> None:
-    from ingest.job import dataset_lock
+    from ingest.workdir import dataset_lock
 
     write_dataset(tmp_path / "in", 1, 10)
     with dataset_lock(tmp_path / "out" / "egodex"), pytest.raises(Refused, match="another `ingest run`"):

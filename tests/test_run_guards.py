@@ -13,6 +13,7 @@ from ingest import job
 from ingest.cli import app
 from ingest.job import ConvertResult, Origin, RunOptions, check_origin, convert_one, run
 from ingest.sources.base import SourceEpisodeRef
+from ingest.workdir import load_rejects
 from schemas.errors import ExitCode, Failed, Refused, run_app
 from schemas.pipelines import PipelinesFile
 from tests.fixtures.egodex import write_dataset
@@ -123,7 +124,7 @@ def test_a_bug_stops_the_run_and_records_no_reject(tmp_path: Path, monkeypatch: 
     opts = RunOptions(source="egodex", input=tmp_path, output=tmp_path, name="ds", progress=False)
     with pytest.raises(Failed, match="TypeError: boom") as e:
         job._convert_and_publish(refs, opts, PIPES.source("egodex"), job.Publisher(root))
-    assert e.value.code == ExitCode.FAILED and job.load_rejects(root) == []
+    assert e.value.code == ExitCode.FAILED and load_rejects(root) == []
 
 
 def test_a_bug_after_some_episodes_leaves_a_valid_dataset(
@@ -143,7 +144,7 @@ def test_a_bug_after_some_episodes_leaves_a_valid_dataset(
     with pytest.raises(Failed, match="1 episodes published before it"):
         run(RunOptions(source="egodex", input=tmp_path / "in", output=tmp_path / "out", progress=False))
     root = tmp_path / "out" / "egodex"
-    assert validate_dataset(root) == [] and job.load_rejects(root) == []
+    assert validate_dataset(root) == [] and load_rejects(root) == []
     assert json.loads((root / "meta/info.json").read_text())["total_episodes"] == 1
 
 

@@ -268,7 +268,7 @@ def run_vlm(root: Path, published: list[writer.PublishedEpisode], opts: CaptionO
 
 def apply_captions(root: Path, results: dict[str, CaptionResult], pipelines: Path) -> int:
     """Write the captions into the published episodes and rebuild meta; returns files changed."""
-    from ingest.job import dataset_lock, load_rejects
+    from ingest.workdir import dataset_lock, load_rejects
 
     def update(ep: writer.PublishedEpisode) -> EpisodeMeta:
         meta = EpisodeMeta.model_validate(ep.record.model_dump(include=set(EpisodeMeta.model_fields)))

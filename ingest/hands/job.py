@@ -208,7 +208,7 @@ def _upgrade_ray(todo: list[writer.PublishedEpisode], opts: HandsOptions, source
 
 def run_hands(opts: HandsOptions) -> HandsSummary:
     """`ingest hands`: upgrade every action-free episode of the dataset at `opts.path`, then `meta/`."""
-    from ingest.job import clear_reject, dataset_lock, load_rejects, save_reject  # (ingest.job imports label)
+    from ingest.workdir import clear_reject, dataset_lock, load_rejects, save_reject
 
     root = opts.path
     card = DatasetCard.model_validate_json((root / CARD_PATH).read_text())
