@@ -34,8 +34,6 @@ from ingest.sources import lda_sim, lerobot_v3
 from ingest.sources.base import SourceEpisodeRef
 from ingest.sources.lerobot_meta import (
     DatasetMeta,
-    EpisodeEntry,
-    VideoWindow,
     check_mapping,
     column_values,
     find_roots,
@@ -43,6 +41,7 @@ from ingest.sources.lerobot_meta import (
     read_field,
     read_fields,
 )
+from ingest.sources.lerobot_models import EpisodeEntry, VideoWindow
 from ingest.stages import hands, kinematics, quality, resample
 from ingest.stages.camera import pose_rows
 from ingest.stages.geometry import invert_pose, values_to_rotation

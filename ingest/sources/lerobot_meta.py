@@ -21,7 +21,9 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.errors import EpisodeError
+from ingest.sources import lerobot_v3
 from ingest.sources.base import parse_field
+from ingest.sources.lerobot_models import EpisodeEntry, InputInfo, VideoWindow, video_keys
 from schemas.sources_lerobot import LeRobotInputConfig
 
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v3.0")
@@ -30,41 +32,6 @@ M = TypeVar("M", bound=BaseModel)
 
 
 # ---------------------------------------------------------------------------------------------- models
-
-
-class InputInfo(BaseModel):
-    """The keys of `meta/info.json` the reader uses (others are ignored)."""
-
-    model_config = ConfigDict(extra="ignore")
-    codebase_version: str
-    robot_type: str | None = None
-    fps: float = Field(gt=0)
-    chunks_size: int | None = Field(None, gt=0)
-    data_path: str
-    video_path: str | None = None
-    features: dict[str, Any] = Field(default_factory=dict)
-
-
-class VideoWindow(BaseModel):
-    """One camera of one episode: the MP4 and where the episode lies in it (seconds)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    path: Path
-    from_s: float = Field(0.0, ge=0)
-    to_s: float | None = None
-
-
-class EpisodeEntry(BaseModel):
-    """One source episode, located."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    index: int = Field(ge=0)
-    length: int | None = Field(None, ge=0)
-    tasks: list[str] = Field(default_factory=list)
-    data_file: Path
-    rows: tuple[int, int] | None = None  # v3.0: dataset_from_index, dataset_to_index (global `index`)
-    videos: dict[str, VideoWindow] = Field(default_factory=dict)
-    camera_data: dict[str, Any] = Field(default_factory=dict)  # v2.x `task_data.camera_data` (LDA-1B sim)
 
 
 class _EpisodeLine(BaseModel):
@@ -120,10 +87,6 @@ class DatasetMeta:
         if not isinstance(shape, list) or not all(isinstance(s, int) for s in shape):
             return None
         return math.prod(shape)
-
-
-def video_keys(info: InputInfo) -> list[str]:
-    return [k for k, f in info.features.items() if isinstance(f, dict) and f.get("dtype") == "video"]
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -189,8 +152,6 @@ def _v2_episodes(root: Path, info: InputInfo) -> dict[int, EpisodeEntry]:
 @lru_cache(maxsize=16)
 def load_meta(root: Path) -> DatasetMeta:
     """Read the `meta/` of one dataset root (v2.0, v2.1 or v3.0)."""
-    from ingest.sources import lerobot_v3
-
     info = read_info(root)
     try:
         if info.codebase_version.startswith("v3"):

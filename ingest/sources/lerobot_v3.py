@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from ingest.errors import EpisodeError
-from ingest.sources.lerobot_meta import EpisodeEntry, InputInfo, VideoWindow, video_keys
+from ingest.sources.lerobot_models import EpisodeEntry, InputInfo, VideoWindow, video_keys
 from schemas.reject import Stage
 
 EPISODE_COLUMNS = ("episode_index", "data/chunk_index", "data/file_index", "dataset_from_index",
