@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from train.cli import app
-from train.configs import get_config, param_count
+from train.configs import get_config
 from train.estimate import (
     activations,
     block_activations,
@@ -22,7 +22,7 @@ from train.estimate import (
     train_flops,
 )
 from train.flow import random_batch, random_cond, training_losses
-from train.model import LDAModel
+from train.model import LDAModel, param_count
 from train.parallel import apply_block_options
 
 COND_LEN = 8

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from train.configs import get_config, param_count
+from train.configs import get_config
+from train.model import param_count
 
 REPO = Path(__file__).resolve().parents[1]
 

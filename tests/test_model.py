@@ -10,9 +10,9 @@ import torch
 
 from train.batch import CHUNK, TASK_IDS
 from train.conditioning import CachedConditionEncoder, Qwen3VLConditionEncoder, SmallTextEncoder
-from train.configs import CONFIGS, get_config, param_count
+from train.configs import CONFIGS, get_config
 from train.flow import random_batch, random_cond, training_losses
-from train.model import LDAModel
+from train.model import LDAModel, param_count
 
 TINY = CONFIGS["tiny"]
 

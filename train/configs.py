@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, OBS_HISTORY
@@ -135,12 +134,3 @@ def get_config(name: str, **overrides: object) -> ModelConfig:
     if name not in CONFIGS:
         raise KeyError(f"unknown model config {name!r}; known: {sorted(CONFIGS)}")
     return ModelConfig.model_validate({**CONFIGS[name].model_dump(), **overrides})
-
-
-def param_count(config: ModelConfig) -> int:
-    """Parameters of `LDAModel(config)`, counted on the meta device (no memory, instant at 1b)."""
-    from train.model import LDAModel
-
-    with torch.device("meta"):
-        model = LDAModel(config)
-    return sum(p.numel() for p in model.parameters())

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from train.configs import ModelConfig, get_config, param_count
-from train.model import TIME_FREQ_DIM
+from train.configs import ModelConfig, get_config
+from train.model import TIME_FREQ_DIM, param_count
 
 GiB = 2**30
 

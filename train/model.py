@@ -431,3 +431,10 @@ class LDAModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.obs_in.weight.dtype
+
+
+def param_count(config: ModelConfig) -> int:
+    """Parameters of `LDAModel(config)`, counted on the meta device (no memory, instant at 1b)."""
+    with torch.device("meta"):
+        model = LDAModel(config)
+    return sum(p.numel() for p in model.parameters())
