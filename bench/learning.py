@@ -29,8 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train.evaluate import ALL, EVAL_TASKS, evaluate  # noqa: E402
-from train.loop import RANDOM_TEXT, TrainOptions, save_checkpoint, train_step  # noqa: E402
+from train.loop import train_step  # noqa: E402
 from train.setup import build_run  # noqa: E402
+from train.state import RANDOM_TEXT, TrainOptions, save_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"

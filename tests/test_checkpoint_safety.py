@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from schemas.errors import ExitCode, Refused, describe
-from train.loop import CHECKPOINT, Run, TrainOptions, load_checkpoint, save_checkpoint
+from train.state import CHECKPOINT, Run, TrainOptions, load_checkpoint, save_checkpoint
 
 
 class _Payload:

@@ -28,7 +28,8 @@ from tests.fixtures.training import training_root
 from train.conditioning import Qwen3VLConditionEncoder
 from train.data import DataConfig, DataError, TrainingData
 from train.flow import training_losses
-from train.loop import RANDOM_TEXT, TrainOptions, fit
+from train.loop import fit
+from train.state import RANDOM_TEXT, TrainOptions
 
 CAPTIONS = ["pick up the red cup", "open the drawer"]
 

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 from train.conditioning import SmallTextEncoder
 from train.configs import get_config
 from train.flow import random_batch, training_losses
-from train.loop import Run, TrainOptions, load_checkpoint, save_checkpoint, train_step
+from train.loop import train_step
 from train.model import LDAModel
+from train.state import Run, TrainOptions, load_checkpoint, save_checkpoint
 
 DECAY = 0.8
 

@@ -25,8 +25,9 @@ import torch
 
 from train.configs import get_config
 from train.flow import random_batch, training_losses
-from train.loop import Run, TrainOptions, train_step
+from train.loop import train_step
 from train.model import LDAModel
+from train.state import Run, TrainOptions
 
 STEPS, BATCH, WORLD = 3, 8, 2
 CPU = torch.device("cpu")

@@ -22,7 +22,8 @@ from catalog.mixture import write_mixture
 from schemas.catalog import Mixture, MixtureEntry
 from tests.fixtures.training import training_root
 from train.cli import app
-from train.loop import TrainOptions, fit
+from train.loop import fit
+from train.state import TrainOptions
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 BIN = Path(sys.executable).parent

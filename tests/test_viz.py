@@ -135,7 +135,8 @@ def test_train_viz_writes_the_pictures_of_a_trained_run(tmp_path: Path) -> None:
     from schemas.lerobot import video_path
     from tests.fixtures.training import training_root
     from train.cli import app
-    from train.loop import TrainOptions, fit
+    from train.loop import fit
+    from train.state import TrainOptions
     from train.viz import encoder_view
 
     root = training_root(tmp_path / "data")

@@ -83,7 +83,7 @@ def launch(
     """Train on a mixture: print the resolved plan, then train (resumable, data-parallel on Ray)."""
     from pydantic import ValidationError
 
-    from train.loop import TrainOptions
+    from train.state import TrainOptions
 
     try:
         opts = TrainOptions(

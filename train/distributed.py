@@ -13,7 +13,8 @@ import logging
 import os
 from typing import Any
 
-from train.loop import TrainOptions, fit
+from train.loop import fit
+from train.state import TrainOptions
 
 
 def _worker(config: dict[str, Any]) -> None:

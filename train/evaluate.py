@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from train.loop import CHECKPOINT, TrainOptions, load_checkpoint
+from train.state import CHECKPOINT, TrainOptions, load_checkpoint
 
 ALL = "all"
 EVAL_JSON = "eval.json"

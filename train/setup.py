@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from train.loop import CHECKPOINT, RUN_CONFIG, Run, TrainOptions, load_checkpoint
+from train.state import CHECKPOINT, RANDOM_TEXT, RUN_CONFIG, Run, TrainOptions, load_checkpoint
 
 NORMALIZER = "normalizer.json"
 
@@ -142,8 +142,6 @@ def _checkpoint_extra(opts: TrainOptions, data: Any, model: Any) -> dict[str, An
 
 def condition_description(encoder: Any) -> dict[str, Any]:
     """What run.json says of the condition encoder (its name is also on every metrics.jsonl line)."""
-    from train.loop import RANDOM_TEXT
-
     note = "random weights, no meaning: tests and demos only" if encoder.name == RANDOM_TEXT else None
     return {"name": encoder.name, "dim": int(encoder.dim), "frozen": bool(encoder.frozen),
             "images": bool(encoder.needs_images), "note": note}  # fmt: skip
