@@ -49,6 +49,10 @@ def test_ema_follows_the_weights_and_is_what_eval_loads(tmp_path: Path) -> None:
     resumed = _run(opts)
     resumed.load_state_dict(state)
     assert all(torch.equal(resumed.ema[n], run.ema[n]) for n in run.ema)
+    without = {k: v for k, v in state.items() if k != "ema"}  # a run trained without --ema, resumed with it
+    late = _run(opts)
+    late.load_state_dict(without)
+    assert all(torch.equal(late.ema[n], now[n]) for n in run.ema)
     evaluated = LDAModel(get_config("tiny"))
     evaluated.load_state_dict({**state["model"], **state["ema"]})  # as train.evaluate.open_run does
     got = dict(evaluated.named_parameters())

@@ -204,9 +204,11 @@ class Run:
             self.optimizer.load_state_dict(state["optimizer"])
         if "condition" in state:
             getattr(self.condition, "module", self.condition).load_state_dict(state["condition"])
-        if self.ema is not None and "ema" in state:
-            for n, t in state["ema"].items():
-                self.ema[n].copy_(t)
+        if self.ema is not None:  # a checkpoint without an average: start it from the resumed weights
+            named = dict(getattr(self.model, "module", self.model).named_parameters())
+            saved = state.get("ema", {})
+            for n, t in self.ema.items():
+                t.copy_(saved[n] if n in saved else named[n].detach())
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
 
