@@ -26,9 +26,10 @@ from tests.fixtures.egodex import decode_frame_index
 from tests.fixtures.qwen3vl import save_tiny_qwen3vl
 from tests.fixtures.training import training_root
 from train.conditioning import Qwen3VLConditionEncoder
-from train.data import DataConfig, DataError, TrainingData
+from train.data import TrainingData
 from train.flow import training_losses
 from train.loop import fit
+from train.plan import DataConfig, DataError
 from train.state import RANDOM_TEXT, TrainOptions
 
 CAPTIONS = ["pick up the red cup", "open the drawer"]

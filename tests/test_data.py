@@ -32,20 +32,9 @@ from schemas.latents import LatentsConfig
 from tests.fixtures.dino import save_tiny_dino
 from tests.fixtures.egodex import write_dataset, write_episode
 from train.batch import Batch
-from train.data import (
-    DataConfig,
-    DataError,
-    Normalizer,
-    TrainingData,
-    build_eval_samples,
-    build_loader,
-    dataset_vector_stats,
-    is_held_out,
-    masked_stats,
-    merge_moments,
-    merge_stats,
-    split_episodes,
-)
+from train.data import TrainingData, build_eval_samples, build_loader
+from train.normalize import Normalizer, masked_stats, merge_moments, merge_stats
+from train.plan import DataConfig, DataError, dataset_vector_stats, is_held_out, split_episodes
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_local")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -14,8 +14,8 @@ from rich.console import Console
 from schemas.canonical import VECTOR_DIM, part_slice
 from train.baselines import action_baselines, latent_baselines
 from train.batch import Batch, hold_action, last_action
-from train.data import Normalizer
 from train.evaluate import EvalReport, Score, _Sums, report_tables
+from train.normalize import Normalizer
 
 B, C, H, N, L = 3, 16, 5, 4, 8
 

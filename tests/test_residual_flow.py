@@ -13,7 +13,6 @@ from schemas.canonical import VECTOR_DIM
 from train.baselines import action_baselines, latent_baselines
 from train.batch import last_action
 from train.configs import CONFIGS, ModelConfig
-from train.data import Normalizer
 from train.flow import (
     actions_to_flow,
     latents_to_flow,
@@ -24,6 +23,7 @@ from train.flow import (
     training_losses,
 )
 from train.model import LDAModel
+from train.normalize import Normalizer
 
 RESIDUAL = CONFIGS["tiny"].model_copy(
     update=dict(

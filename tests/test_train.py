@@ -82,7 +82,8 @@ def test_losses_fall_and_eval_reports_l1(root: Path, both: Path, tmp_path: Path)
 def _check_eval_report(output: str, out: Path, root: Path, mixture: Path, l1: float) -> None:
     """The table is printed and eval.json holds the numbers; the action baselines and the latent ones,
     recomputed here from the same held-out samples with numpy, agree with the report."""
-    from train.data import Normalizer, build_eval_samples
+    from train.data import build_eval_samples
+    from train.normalize import Normalizer
     from train.setup import data_config
 
     for text in ("held-out action L1", "repeat_last", "copy_current", "model beats"):

@@ -13,9 +13,9 @@ import torch
 
 from schemas.canonical import IDENTITY_ROT6D, SIDES, part_slice
 from tests.test_model import TINY, model_inputs, trained_tiny
-from train.data import Normalizer
 from train.flow import random_batch, random_cond
 from train.model import capture_attention
+from train.normalize import Normalizer
 from train.viz import attention_difference, noop_actions, pca_colours
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from train.batch import Batch
-from train.data import Normalizer
+from train.normalize import Normalizer
 
 ACTION_BASELINES: tuple[str, ...] = ("zero", "mean", "repeat_last")
 LATENT_BASELINES: tuple[str, ...] = ("mean_latent", "copy_current")

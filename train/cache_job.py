@@ -32,7 +32,8 @@ class CacheSummary(BaseModel):
 
 def build_condition_cache(opts: CacheOptions) -> CacheSummary:
     from train.conditioning import Qwen3VLConditionEncoder
-    from train.data import DataConfig, TrainingData, n_cached
+    from train.data import TrainingData
+    from train.plan import DataConfig, n_cached
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     encoder = Qwen3VLConditionEncoder(opts.condition, device=device)

@@ -166,8 +166,8 @@ def open_run(run_dir: Path, mixture: Path | None = None, root: Path | None = Non
     """Rebuild the run in `run_dir` from its checkpoint (a `--ema` run's averaged weights); `mixture` /
     `root` default to the run's."""
     from train.configs import ModelConfig
-    from train.data import Normalizer
     from train.model import LDAModel
+    from train.normalize import Normalizer
     from train.setup import condition_encoder, run_embodiments
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

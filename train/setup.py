@@ -16,7 +16,7 @@ NORMALIZER = "normalizer.json"
 
 
 def data_config(opts: TrainOptions, world_size: int, **kw: Any) -> Any:
-    from train.data import DataConfig
+    from train.plan import DataConfig
 
     if opts.batch_size % world_size:
         raise ValueError(f"--batch-size {opts.batch_size} is not a multiple of --num-workers {world_size}")
@@ -91,8 +91,9 @@ def build_run(
     opts: TrainOptions, rank: int, world_size: int, device: torch.device, wrap_model: Callable | None
 ) -> tuple[Run, Any, dict[str, Any]]:
     """(run, loader from the run's step, extras for the loop). Resumes from `opts.out` when asked."""
-    from train.data import Normalizer, TrainingData, build_loader
+    from train.data import TrainingData, build_loader
     from train.flow import training_losses
+    from train.normalize import Normalizer
 
     state = load_checkpoint(opts.out) if opts.resume else None
     if opts.resume and state is None:
