@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from schemas.errors import main_of
+
+if TYPE_CHECKING:
+    from train.state import TrainOptions
 
 app = typer.Typer(help="Train the latent-dynamics action model.", no_args_is_help=True)
 
@@ -81,23 +84,24 @@ def launch(
     ] = None,
 ) -> None:
     """Train on a mixture: print the resolved plan, then train (resumable, data-parallel on Ray)."""
+    opts = _train_options(dict(locals()))  # every option above is a `TrainOptions` field of the same name
+    _print_plan(mixture, root)
+    _run_launch(opts)
+
+
+def _train_options(values: dict) -> TrainOptions:
     from pydantic import ValidationError
 
     from train.state import TrainOptions
 
     try:
-        opts = TrainOptions(
-            mixture=mixture, root=root, out=out, config=config, steps=steps, batch_size=batch_size,
-            grad_accum=grad_accum, lr=lr, seed=seed, resume=resume, checkpoint_every=checkpoint_every,
-            loader_workers=loader_workers, num_workers=num_workers, address=address, condition=condition,
-            unfreeze_vlm=unfreeze_vlm, vlm_lr=vlm_lr, condition_cache=condition_cache, progress=progress,
-            parallel=parallel, activation_checkpointing=activation_checkpointing, compile=compile,
-            action_heads=action_heads, normalizer=normalizer, normalize_per=normalize_per, ema=ema,
-        )  # fmt: skip
+        return TrainOptions(**values)
     except ValidationError as e:
         typer.echo(f"train launch: {e.errors()[0]['msg'].removeprefix('Value error, ')}", err=True)
         raise typer.Exit(2) from None
-    _print_plan(mixture, root)
+
+
+def _run_launch(opts: TrainOptions) -> None:
     from train.distributed import launch as run_launch
 
     try:
@@ -105,7 +109,7 @@ def launch(
     except (FileExistsError, FileNotFoundError, ValueError, KeyError) as e:
         typer.echo(f"train launch: {e}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"run written to {out} (metrics.jsonl, checkpoint.pt)")
+    typer.echo(f"run written to {opts.out} (metrics.jsonl, checkpoint.pt)")
 
 
 @app.command("cache-condition")
