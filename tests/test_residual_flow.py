@@ -6,6 +6,7 @@ the weights scale the loss by exactly their factor."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -191,3 +192,31 @@ def test_data_prediction_loss_and_samplers():
     fd = (batch.task == 1) & fv
     expected = float(oracle.y_o[fd].square().mean())
     assert abs(losses.per_task["forward_dynamics"] - expected) < 1e-5 * expected
+
+
+def test_l1_action_loss_is_the_mean_absolute_error_of_the_data():
+    """action_loss="l1": a zero output's policy loss is mean |y| over the real policy targets (the squared
+    mean under "mse"), and the latent terms stay squared; l1 with a velocity head is refused."""
+    config = RESIDUAL.model_copy(update=dict(prediction="data"))
+    batch, cond = random_batch(config, 8, seed=5), random_cond(config, 8)
+    zero = ExactResidualVelocity(config, batch)
+    y_a, y_o = zero.y_a, zero.y_o
+
+    class Zero(nn.Module):
+        def __init__(self, cfg: ModelConfig) -> None:
+            super().__init__()
+            self.config = cfg
+
+        def forward(self, **_):
+            return torch.zeros_like(y_a), torch.zeros_like(y_o)
+
+    policy = (batch.task == 0)[:, None, None] & batch.action_mask & batch.action_dims[:, None, :]
+    fd = (batch.task == 1) & batch.future_valid
+    assert policy.any() and fd.any()
+    for loss, expected in (("mse", y_a[policy].square().mean()), ("l1", y_a[policy].abs().mean())):
+        model = Zero(config.model_copy(update=dict(action_loss=loss)))
+        per = training_losses(model, batch, *cond, torch.Generator().manual_seed(0)).per_task
+        assert abs(per["policy"] - float(expected)) < 1e-5 * float(expected)
+        assert abs(per["forward_dynamics"] - float(y_o[fd].square().mean())) < 1e-4
+    with pytest.raises(ValueError, match="needs prediction"):
+        ModelConfig(**{**RESIDUAL.model_dump(), "action_loss": "l1"})

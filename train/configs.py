@@ -58,6 +58,10 @@ class ModelConfig(BaseModel):
     # velocity is (x_t - x) / t, the loss the data MSE). With zero-initialised heads, "data" starts at x = 0,
     # which under the residuals above is "no change": the repeat-last / copy-current baselines.
     prediction: Literal["velocity", "data"] = "velocity"
+    # The action terms' error under `prediction="data"`: squared ("mse", the conditional mean) or absolute
+    # ("l1", the conditional median: what an L1 score rewards, and a gripper that rarely moves stays put
+    # instead of hedging a jump). Latent terms are always squared.
+    action_loss: Literal["mse", "l1"] = "mse"
     # Weights of the action terms (policy, inverse dynamics) and latent terms (forward dynamics, visual
     # forecasting) in the total loss; the logged per-task losses stay unweighted.
     action_loss_weight: float = Field(default=1.0, ge=0)
@@ -78,6 +82,8 @@ class ModelConfig(BaseModel):
             raise ValueError("per_embodiment action heads need the embodiments' names")
         if len(set(self.embodiments)) != len(self.embodiments):
             raise ValueError(f"embodiments listed twice: {list(self.embodiments)}")
+        if self.action_loss == "l1" and self.prediction != "data":
+            raise ValueError('action_loss "l1" needs prediction "data" (a velocity target is not a median)')
         return self
 
     @property

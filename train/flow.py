@@ -193,7 +193,9 @@ def training_losses(
         cond_mask=cond_mask,
     )
     if config.prediction == "data":  # the heads give the clean data itself
-        err_a, err_o = (v_action.float() - x_a).square(), (v_obs.float() - x_o).square()
+        diff_a = v_action.float() - x_a
+        err_a = diff_a.abs() if config.action_loss == "l1" else diff_a.square()
+        err_o = (v_obs.float() - x_o).square()
     else:
         err_a = (v_action.float() - (eps_a - x_a)).square()
         err_o = (v_obs.float() - (eps_o - x_o)).square()
