@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ingest.captions.base import CaptionRequest, kept
-from ingest.stages.text import prefer_english
+from ingest.convert.text import prefer_english
 from schemas.captions import CaptionResult
 from schemas.episode import CanonicalEpisode, EpisodeMeta
 
