@@ -45,7 +45,7 @@ class StageReport(BaseModel):
     name: str
     seen: int = 0  # episodes in (source items for `convert`)
     seconds: float = 0.0
-    counters: dict[str, int] = {}
+    counters: dict[str, int] = {}  # by name; zero counts are left out
 
     def line(self) -> str:
         counts = "".join(f", {k} {v}" for k, v in self.counters.items())
