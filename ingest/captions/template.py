@@ -38,4 +38,3 @@ class TemplateCaptioner:
                 else kept(req)
             )
         return out
-
