@@ -24,12 +24,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ingest.convert import eef
+from ingest.convert.camera import project
+from ingest.convert.geometry import invert_pose, transform_points
 from ingest.hands.backend import MediaPipeHands
 from ingest.hands.lift import camera_from_rotations, lift
 from ingest.sources.egodex import IMAGE_SIZE, read_hdf5
-from ingest.stages import eef
-from ingest.stages.camera import project
-from ingest.stages.geometry import invert_pose, transform_points
 from schemas.canonical import SIDES
 from schemas.hands import HandsConfig
 
@@ -191,7 +191,7 @@ def draw_figure(shown, path: Path) -> None:
     """A 2x2 grid: four episodes' frames with GT (green) and estimated (red) keypoints."""
     from PIL import Image, ImageDraw
 
-    from ingest.stages.camera import draw_points
+    from ingest.convert.camera import draw_points
 
     tiles = []
     for h5, frames, fits, gt, K in shown[:4]:

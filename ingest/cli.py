@@ -11,6 +11,7 @@ import typer
 from schemas.errors import main_of
 
 if TYPE_CHECKING:
+    from ingest.job import RunOptions, RunSummary
     from schemas.captions import CaptionsConfig
 
 app = typer.Typer(help="Ingest embodied datasets into LeRobot v2.1 datasets.", no_args_is_help=True)
@@ -62,15 +63,14 @@ def run(
 ) -> None:
     """Convert every episode of SOURCE under --input into a LeRobot v2.1 dataset."""
     from ingest.job import RunOptions
-    from ingest.job import run as run_job
-    from schemas.errors import Refused
 
     if mano_dir is not None:  # read by the sections that need MANO (schemas/sources_hot3d.py)
         from schemas.sources_hot3d import MANO_DIR_ENV
 
         os.environ[MANO_DIR_ENV] = str(mano_dir.expanduser().resolve())
 
-    fields = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address}
+    given = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address}
+    given = {k: v for k, v in given.items() if v is not None}
     opts = RunOptions(
         source=source,
         input=input,
@@ -78,40 +78,78 @@ def run(
         max_reject_ratio=max_reject_ratio,
         progress=progress,
         duplicates=duplicates,
-        **{k: v for k, v in fields.items() if v is not None},
+        **given,
     )
     caption_args = CaptionArgs(captioner=captioner, captions=captions, model_dir=caption_model_dir)
-    post_caption = _post_caption(opts.pipelines, caption_args)
+    recaption = caption_args if _post_caption(opts.pipelines, caption_args) else None
+    then = Then(recaption, hands, latents, model_dir, random_weights)
+    summary = _run_job(opts)
+    _echo_summary(summary)
+    _then(summary.dataset_root, opts, then)
+    if summary.reject_ratio > opts.max_reject_ratio:
+        typer.echo(f"reject ratio {summary.reject_ratio:.3f} > {opts.max_reject_ratio}", err=True)
+        raise typer.Exit(1)
+
+
+class Then(NamedTuple):
+    """What `ingest run` does after publishing: re-caption (not with the template, which the run's caption
+    stage applied), estimate hands, cache latents."""
+
+    caption: CaptionArgs | None
+    hands: str | None
+    latents: bool
+    model_dir: Path | None
+    random_weights: bool
+
+
+def _run_job(opts: RunOptions) -> RunSummary:
+    from ingest.job import run as run_job
+    from schemas.errors import Refused
+
     try:
-        summary = run_job(opts)
+        return run_job(opts)
     except (FileNotFoundError, Refused) as e:  # no input, no section fits, 0 found, another dataset there
         typer.echo(f"ingest run: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def _echo_summary(summary: RunSummary) -> None:
+    """The run's summary: episodes and frames, tiers, what each stage did and took; rejects and left-outs."""
+    root = summary.dataset_root
+    duplicates = f", {summary.duplicates} duplicates not published" if summary.duplicates else ""
     typer.echo(
-        f"{summary.dataset_root}: {summary.total_episodes} episodes, {summary.total_frames} frames "
-        f"(this run: {summary.published} published, {summary.rejected} rejected, "
-        f"{summary.skipped_published} source items already published"
-        + (f", {summary.duplicates} duplicates not published" if summary.duplicates else "")
-        + ")"
+        f"{root}: {summary.total_episodes} episodes, {summary.total_frames} frames (this run: "
+        f"{summary.published} published, {summary.rejected} rejected, {summary.skipped_published} source "
+        f"items already published{duplicates})"
     )
-    typer.echo(f"{summary.dataset_root}: {summary.tiers.line()}")
+    typer.echo(f"{root}: {summary.tiers.line()}")
+    for report in summary.stages:
+        typer.echo(f"{root}: stage {report.line()}")
     if summary.rejected:
-        typer.echo(f"rejects: {summary.dataset_root / 'meta' / 'rejects.jsonl'}", err=True)
+        typer.echo(f"rejects: {root / 'meta' / 'rejects.jsonl'}", err=True)
     if summary.left_out:
         typer.echo(
             f"ingest run: {len(summary.left_out)} annotated segments left out, their videos are not under "
             f"--input (missing_videos: skip), e.g. {summary.left_out[0]}",
             err=True,
         )
-    if post_caption:  # the run gave every episode its template caption
-        _caption(summary.dataset_root, opts.pipelines, caption_args, address, workers, progress)
-    if hands:
-        _hands(summary.dataset_root, opts.pipelines, hands, workers, address)
-    if latents:
-        _latents(summary.dataset_root, opts.pipelines, model_dir, random_weights, address, workers, progress)
-    if summary.reject_ratio > opts.max_reject_ratio:
-        typer.echo(f"reject ratio {summary.reject_ratio:.3f} > {opts.max_reject_ratio}", err=True)
-        raise typer.Exit(1)
+
+
+def _then(root: Path, opts: RunOptions, then: Then) -> None:
+    if then.caption is not None:
+        _caption(root, opts.pipelines, then.caption, opts.address, opts.workers, opts.progress)
+    if then.hands:
+        _hands(root, opts.pipelines, then.hands, opts.workers, opts.address)
+    if then.latents:
+        _latents(
+            root,
+            opts.pipelines,
+            then.model_dir,
+            then.random_weights,
+            opts.address,
+            opts.workers,
+            opts.progress,
+        )
 
 
 @app.command("latents")

@@ -24,14 +24,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingest import writer
-from ingest.captions.template import caption_stage
 from ingest.cluster import init_ray, progress, quiet_data_context, shutdown_ray
 from ingest.errors import EpisodeError
 from ingest.label import TierCounts, tier_counts
 from ingest.sources import get_source
 from ingest.sources.base import PartReject, SourceEpisodeRef
 from ingest.sources.rlds import RldsError
-from ingest.stages import quality
+from ingest.stages.base import StageLog, StageReport, run_chain
+from ingest.stages.chain import chain
 from ingest.workdir import WORK_DIR, clear_reject, dataset_lock, load_rejects, safe_id, save_reject
 from schemas.episode import CanonicalEpisode
 from schemas.errors import Failed, Refused
@@ -44,6 +44,8 @@ EPISODES_PER_TASK = 4
 PARTS_FILE = "parts.json"
 PART_REJECTS_FILE = "part_rejects.json"
 ORIGIN_FILE = "origin.json"
+STAGES_FILE = "stages.json"  # the last run's stage report, in .work/
+CONVERT, WRITE = "convert", "write"  # the fixed ends of the chain, reported like stages
 # Exceptions that mean a bug in the converter or a broken install, never bad input: they stop the run
 # (the item is not recorded as a reject, so the re-run after the fix converts it).
 BUG_ERRORS: tuple[type[BaseException], ...] = (
@@ -99,6 +101,7 @@ class RunSummary(BaseModel):
     total_episodes: int
     total_frames: int
     tiers: TierCounts  # the whole dataset's tiers and what the interaction filter cut
+    stages: list[StageReport] = []  # this run: convert, each stage of the chain, write (counters, seconds)
 
     @property
     def reject_ratio(self) -> float:
@@ -116,6 +119,7 @@ class ConvertResult(BaseModel):
     part_rejects: dict[str, RejectRecord] = {}
     reject: RejectRecord | None = None
     bug: str | None = None  # a programming error or a missing dependency: the driver stops the run
+    stages: list[StageReport] = []  # what converting it took, per stage (none when staged before)
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -155,15 +159,9 @@ def convert_one(ref: SourceEpisodeRef, cfg: SourceConfig, work: Path) -> Convert
     if parts is not None:
         return _staged_result(ref, parts, _staged_part_rejects(staging))
     shutil.rmtree(staging, ignore_errors=True)
+    log = StageLog()
     try:
-        items = get_source(cfg.format).convert(ref, cfg)
-        episodes = [caption_stage(quality.stage(x, cfg)) for x in items if isinstance(x, CanonicalEpisode)]
-        rejected = [x for x in items if isinstance(x, PartReject)]
-        part_rejects = {x.source_episode_id: _reject(ref, x.error) for x in rejected}
-        parts = [staging / f"part-{i:03d}" for i in range(len(episodes))]
-        for ep, part in zip(episodes, parts, strict=True):
-            writer.stage_episode(ep, part, cfg.video)
-        _mark_staged(staging, parts, part_rejects)
+        parts, part_rejects = _convert_and_stage(ref, cfg, staging, log)
     except BUG_ERRORS as exc:  # not the data's fault: stop the run, record no reject
         shutil.rmtree(staging, ignore_errors=True)
         path = next(iter(ref.files.values()), ref.source_episode_id)
@@ -171,15 +169,45 @@ def convert_one(ref: SourceEpisodeRef, cfg: SourceConfig, work: Path) -> Convert
         return ConvertResult(source_episode_id=ref.source_episode_id, bug=bug)
     except Exception as exc:  # noqa: BLE001 - any other failure of one episode is a reject, the run goes on
         shutil.rmtree(staging, ignore_errors=True)
-        return ConvertResult(source_episode_id=ref.source_episode_id, reject=_reject(ref, exc))
-    return _staged_result(ref, parts, part_rejects)
+        reports = list(log.reports.values())
+        return ConvertResult(
+            source_episode_id=ref.source_episode_id, reject=_reject(ref, exc), stages=reports
+        )
+    return _staged_result(ref, parts, part_rejects, log)
+
+
+def _convert_and_stage(
+    ref: SourceEpisodeRef, cfg: SourceConfig, staging: Path, log: StageLog
+) -> tuple[list[Path], dict[str, RejectRecord]]:
+    """The source's episodes through the section's stages into staging; the parts and part rejects."""
+    with log.track(CONVERT) as counts:
+        items = get_source(cfg.format).convert(ref, cfg)
+        rejected = [x for x in items if isinstance(x, PartReject)]
+        counts.update(episodes=len(items) - len(rejected), rejected_parts=len(rejected))
+    stages = chain(cfg)
+    built = [x for x in items if isinstance(x, CanonicalEpisode)]
+    episodes = [ep for ep in (run_chain(x, stages, cfg, log) for x in built) if ep is not None]
+    part_rejects = {x.source_episode_id: _reject(ref, x.error) for x in rejected}
+    parts = [staging / f"part-{i:03d}" for i in range(len(episodes))]
+    for ep, part in zip(episodes, parts, strict=True):
+        with log.track(WRITE) as counts:
+            writer.stage_episode(ep, part, cfg.video)
+            counts["frames"] += ep.length
+    _mark_staged(staging, parts, part_rejects)
+    return parts, part_rejects
 
 
 def _staged_result(
-    ref: SourceEpisodeRef, parts: list[Path], part_rejects: dict[str, RejectRecord]
+    ref: SourceEpisodeRef,
+    parts: list[Path],
+    part_rejects: dict[str, RejectRecord],
+    log: StageLog | None = None,
 ) -> ConvertResult:
     staged = [str(p) for p in parts]
-    return ConvertResult(source_episode_id=ref.source_episode_id, staged=staged, part_rejects=part_rejects)
+    reports = list(log.reports.values()) if log is not None else []
+    return ConvertResult(
+        source_episode_id=ref.source_episode_id, staged=staged, part_rejects=part_rejects, stages=reports
+    )
 
 
 def _reject(ref: SourceEpisodeRef, exc: Exception) -> RejectRecord:
@@ -279,13 +307,14 @@ def _convert_stream(
 
 
 def _convert_and_publish(
-    todo: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, publisher: Publisher
+    todo: list[SourceEpisodeRef], opts: RunOptions, cfg: SourceConfig, publisher: Publisher, log: StageLog
 ) -> tuple[int, int]:
     """Stream conversions from Ray and publish them in order.
 
     Returns (episodes published, rejects): one source item (an EgoDex file pair, an RLDS shard) may give
     several episodes, and a reject is a whole item or one rejected part of it (a record of a shard). Part
-    rejects are saved before the item's episodes are published, so that a kill cannot lose them."""
+    rejects are saved before the item's episodes are published, so that a kill cannot lose them. Each
+    item's stage reports are added to `log`."""
     root, n_published, n_rejected = publisher.root, 0, 0
     started, workers = init_ray(opts.address, opts.workers)
     try:
@@ -299,6 +328,7 @@ def _convert_and_publish(
                         "fix the converter or install what is missing, then run the same command again; "
                         "it resumes",
                     )
+                log.merge(result.stages)
                 if result.reject is not None:
                     save_reject(root, result.reject, result.source_episode_id)
                     n_rejected += 1
@@ -391,6 +421,30 @@ def _write_origin(root: Path, origin: Origin) -> None:
         os.replace(tmp, path)
 
 
+def _discover(opts: RunOptions, cfg: SourceConfig, source: Any) -> tuple[list[SourceEpisodeRef], list[str]]:
+    """The source items under --input (the first --limit) and the annotated segments left out."""
+    try:
+        refs = source.discover(opts.input, cfg)[: opts.limit]
+        left_out = source.skipped(opts.input, cfg) if hasattr(source, "skipped") else []
+    except (EpisodeError, RldsError) as e:
+        raise DiscoveryError(f"{e} ({cfg.format} expects {source.layout})") from e
+    if not refs:
+        why = f" ({len(left_out)} annotated segments, none of whose videos is there)" if left_out else ""
+        raise DiscoveryError(
+            f"{opts.input}: no {cfg.format} episode found{why}", f"it expects {source.layout}"
+        )
+    return refs, left_out
+
+
+def _write_stage_report(root: Path, reports: list[StageReport]) -> None:
+    """`.work/stages.json`: the last run's stage report (not in meta/: times and a resumed run's counts
+    differ from run to run, the dataset must not)."""
+    path = root / WORK_DIR / STAGES_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([r.model_dump() for r in reports], indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def run(opts: RunOptions) -> RunSummary:
     """`ingest run`: convert every source episode under `opts.input` into `opts.dataset_root`."""
     if not opts.input.exists():
@@ -404,27 +458,20 @@ def run(opts: RunOptions) -> RunSummary:
     check_requires(source, section)
     origin = Origin(section=section, input=str(opts.input.resolve()))
     check_origin(opts.dataset_root, origin)
-    try:
-        refs = source.discover(opts.input, cfg)[: opts.limit]
-        left_out = source.skipped(opts.input, cfg) if hasattr(source, "skipped") else []
-    except (EpisodeError, RldsError) as e:
-        raise DiscoveryError(f"{e} ({cfg.format} expects {source.layout})") from e
-    if not refs:
-        why = f" ({len(left_out)} annotated segments, none of whose videos is there)" if left_out else ""
-        raise DiscoveryError(
-            f"{opts.input}: no {cfg.format} episode found{why}", f"it expects {source.layout}"
-        )
-    root = opts.dataset_root
+    refs, left_out = _discover(opts, cfg, source)
+    root, log = opts.dataset_root, StageLog()
     with dataset_lock(root):
         _write_origin(root, origin)
         publisher = Publisher(root, skip_duplicates=opts.duplicates == "skip")
         todo = [r for r in refs if not publisher.is_done(r, root / WORK_DIR)]
         try:
-            published, rejected = _convert_and_publish(todo, opts, cfg, publisher) if todo else (0, 0)
+            published, rejected = _convert_and_publish(todo, opts, cfg, publisher, log) if todo else (0, 0)
         except Failed:  # a bug stopped the run: what it published is still a valid dataset
             writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
             raise
         info = writer.finalize_meta(root, opts.source, cfg, load_rejects(root))
+        reports = log.ordered([CONVERT, *cfg.stage_names, WRITE])
+        _write_stage_report(root, reports)
     return RunSummary(
         dataset_root=root,
         discovered=len(refs),
@@ -436,4 +483,5 @@ def run(opts: RunOptions) -> RunSummary:
         total_episodes=info.total_episodes,
         total_frames=info.total_frames,
         tiers=tier_counts(root),
+        stages=reports,
     )

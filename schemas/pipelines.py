@@ -100,6 +100,10 @@ def _with_rules(section: Any, tiers: TiersConfig) -> Any:
 
 
 def config_sha256(cfg: BaseModel) -> str:
-    """Hash of a validated section, stable across key order and YAML formatting."""
-    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+    """Hash of a validated section, stable across key order and YAML formatting. A section that keeps the
+    default stage chain (`stages` unset) hashes as it did before sections could name their stages."""
+    data = cfg.model_dump(mode="json")
+    if data.get("stages", 0) is None:
+        del data["stages"]
+    blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()

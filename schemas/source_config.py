@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.card import EmbodimentKind, ReferenceFrame
 from schemas.tiers import DEFAULT_TIERS, QualityConfig, TiersConfig
@@ -30,6 +30,9 @@ class VideoConfig(BaseModel):
 
 
 Vec3 = tuple[float, float, float]
+# The episode stages `ingest run` applies after a source's `convert`, in this order (ingest/stages/chain.py).
+StageName = Literal["quality", "caption"]
+DEFAULT_STAGES: tuple[StageName, ...] = ("quality", "caption")
 
 
 class EefOffset(BaseModel):
@@ -73,6 +76,20 @@ class SourceConfig(BaseModel):
     # The tier rules of this section's category: filled from the top-level `tiers:` block by
     # `PipelinesFile` (a section never sets them; docs/TIERS.md), else the built-in defaults.
     quality: QualityConfig = QualityConfig()
+    # The stages this section runs (docs/ARCHITECTURE.md): None runs DEFAULT_STAGES; a list leaves some out
+    # (`[quality]`: keep the source's caption as it is), never reorders them.
+    stages: list[StageName] | None = None
+
+    @field_validator("stages")
+    @classmethod
+    def _default_order(cls, v: list[StageName] | None) -> list[StageName] | None:
+        if v is not None and v != [s for s in DEFAULT_STAGES if s in v]:
+            raise ValueError(f"stages {v}: each at most once, in the order {list(DEFAULT_STAGES)}")
+        return v
+
+    @property
+    def stage_names(self) -> tuple[StageName, ...]:
+        return DEFAULT_STAGES if self.stages is None else tuple(self.stages)
 
     @model_validator(mode="before")
     @classmethod

@@ -87,7 +87,7 @@ JointGroup = Annotated[str, StringConstraints(pattern=r"^modality:state\.[a-z_]+
 
 
 class KinematicsMapping(BaseModel):
-    """Forward kinematics for a joint-only robot (ingest/stages/kinematics.py): the model, and the
+    """Forward kinematics for a joint-only robot (ingest/convert/kinematics.py): the model, and the
     `modality:state.<group>` fields of its joints (every group the model knows, GR00T layout). Both hands'
     canonical wrist poses and keypoints come from the model; with `reference_frame: camera` they are taken in
     the model's head camera (the source's ego view), else in the robot base frame."""

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from ingest.convert.camera import poses_from_rows
 from ingest.errors import EpisodeError
 from ingest.sources.agibot import SOURCE, camera_poses, open_proprio, read_field, segment_ranges
 from ingest.stages import quality
-from ingest.stages.camera import poses_from_rows
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import PipelinesFile, VideoConfig

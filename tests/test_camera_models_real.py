@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.stages.camera import intrinsic_matrix, poses_from_rows, project
-from ingest.stages.geometry import invert_pose
+from ingest.convert.camera import intrinsic_matrix, poses_from_rows, project
+from ingest.convert.geometry import invert_pose
 from schemas.canonical import part_slice
 from tests.test_eef_offsets import LDA, _closing_frame, _lda_meta, _lda_rows, needs_lda
 from tests.test_kinematics import ANNOTATED_RIGHT_WRISTS, GR00T, WRIST_TOLERANCE_PX, needs_demo, needs_model

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.convert.camera import intrinsic_matrix, pose_rows, poses_from_rows, project
+from ingest.convert.geometry import axis_rotation
 from ingest.errors import EpisodeError
-from ingest.stages.camera import intrinsic_matrix, pose_rows, poses_from_rows, project
-from ingest.stages.geometry import axis_rotation
 from ingest.writer import stage_episode
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.episode import ExtraColumn

@@ -9,11 +9,11 @@ import h5py
 import numpy as np
 import pytest
 
+from ingest.convert import eef
+from ingest.convert.camera import project
+from ingest.convert.geometry import axis_rotation, rotation_from_6d
 from ingest.sources import egodex
 from ingest.sources.base import SourceEpisodeRef
-from ingest.stages import eef
-from ingest.stages.camera import project
-from ingest.stages.geometry import axis_rotation, rotation_from_6d
 from schemas.canonical import part_slice
 from schemas.pipelines import PipelinesFile
 from tests.fixtures.hand_rule import canonical_wrist

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from ingest.convert.camera import project
+from ingest.convert.geometry import invert_pose, quaternions_to_matrix, rotation_from_6d
+from ingest.convert.robot import eef_poses, offset_transform
 from ingest.sources import lda_sim, oxe
 from ingest.sources.lerobot import SOURCE as LEROBOT
-from ingest.stages.camera import project
-from ingest.stages.geometry import invert_pose, quaternions_to_matrix, rotation_from_6d
-from ingest.stages.robot import eef_poses, offset_transform
 from schemas.canonical import part_slice
 from schemas.pipelines import PipelinesFile
 from schemas.source_config import EefOffset

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest.convert.text import clean_instruction
 from ingest.errors import EpisodeError
 from ingest.job import RunOptions, run
 from ingest.sources import clips, ego4d
-from ingest.stages.text import clean_instruction
 from ingest.validate import validate_dataset
 from schemas.pipelines import Ego4DConfig
 from tests.fixtures import human

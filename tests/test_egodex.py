@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from ingest.convert.camera import intrinsic_matrix, poses_from_rows, project
 from ingest.errors import EpisodeError
 from ingest.sources import egodex
 from ingest.sources.base import SourceEpisodeRef
 from ingest.stages import quality, tiers
-from ingest.stages.camera import intrinsic_matrix, poses_from_rows, project
 from ingest.stages.quality import quality_metrics
 from ingest.validate import validate_dataset
 from ingest.video import probe

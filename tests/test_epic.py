@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from ingest.convert.text import clean_instruction
 from ingest.errors import EpisodeError
 from ingest.job import RunOptions, run
 from ingest.sources import epic
 from ingest.sources.epic import EpicRow
-from ingest.stages.text import clean_instruction
 from ingest.validate import validate_dataset
 from schemas.pipelines import EpicConfig
 from tests.fixtures import human

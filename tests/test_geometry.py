@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ingest.stages import geometry as g
+from ingest.convert import geometry as g
 
 
 def rz(a: float) -> np.ndarray:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ingest.convert.camera import project
 from ingest.hands import backend, lift
 from ingest.hands.backend import Detection
-from ingest.stages.camera import project
 from schemas.canonical import part_slice
 from schemas.hands import HandsConfig
 

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from ingest.convert import mano
+from ingest.convert.camera import poses_from_rows
 from ingest.errors import EpisodeError
 from ingest.sources import hot3d
-from ingest.stages import mano, quality
-from ingest.stages.camera import poses_from_rows
+from ingest.stages import quality
 from schemas.canonical import SIDES
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import Hot3dConfig

@@ -1,4 +1,4 @@
-"""Forward kinematics of the GR1 + Fourier hands (ingest/stages/kinematics.py): the joint order against the
+"""Forward kinematics of the GR1 + Fourier hands (ingest/convert/kinematics.py): the joint order against the
 model, mirror symmetry, the hand's chirality, the ego camera, and on the real GR00T video: published wrists
 project onto hand-annotated wrists, and what the demo's grasps look like in the canonical frame."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.stages import kinematics
-from ingest.stages.camera import project
+from ingest.convert import kinematics
+from ingest.convert.camera import project
 from schemas.canonical import part_slice
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from ingest.convert import kinematics
 from ingest.errors import EpisodeError
 from ingest.sources.lerobot import SOURCE
-from ingest.stages import kinematics, quality
+from ingest.stages import quality
 from ingest.validate import validate_dataset
 from ingest.video import probe
 from ingest.writer import finalize_meta, publish_episode, stage_episode

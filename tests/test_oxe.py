@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import tests.fixtures.rlds as rlds_fx
+from ingest.convert.geometry import euler_to_matrix
 from ingest.errors import EpisodeError
 from ingest.sources import oxe
 from ingest.sources.base import PartReject
 from ingest.sources.rlds import RldsDataset
 from ingest.stages import quality
-from ingest.stages.geometry import euler_to_matrix
 from schemas.canonical import part_slice
 from schemas.episode import CanonicalEpisode
 from schemas.pipelines import EgoDexConfig

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ingest.stages import resample as rs
+from ingest.convert import resample as rs
 
 
 def rz(a: np.ndarray) -> np.ndarray:

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from ingest.convert import kinematics
 from ingest.job import DEFAULT_PIPELINES, RunOptions, run
-from ingest.stages import kinematics
 from ingest.validate import validate_dataset
 from schemas.pipelines import PipelinesFile
 from tests.fixtures import rlds as rlds_fx

@@ -1,13 +1,13 @@
-"""The robot-arm helpers shared by oxe / lerobot / agibot (ingest/stages/robot.py and the source rotation
-conventions in ingest/stages/geometry.py), against values written out by hand."""
+"""The robot-arm helpers shared by oxe / lerobot / agibot (ingest/convert/robot.py and the source rotation
+conventions in ingest/convert/geometry.py), against values written out by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ingest.stages import geometry as g
-from ingest.stages import robot
+from ingest.convert import geometry as g
+from ingest.convert import robot
 from schemas.canonical import SIDE_DIM
 
 Q = np.pi / 2

@@ -13,6 +13,7 @@ from ingest import job
 from ingest.cli import app
 from ingest.job import ConvertResult, Origin, RunOptions, check_origin, convert_one, run
 from ingest.sources.base import SourceEpisodeRef
+from ingest.stages.base import StageLog
 from ingest.workdir import load_rejects
 from schemas.errors import ExitCode, Failed, Refused, run_app
 from schemas.pipelines import PipelinesFile
@@ -123,7 +124,7 @@ def test_a_bug_stops_the_run_and_records_no_reject(tmp_path: Path, monkeypatch: 
     root = tmp_path / "ds"
     opts = RunOptions(source="egodex", input=tmp_path, output=tmp_path, name="ds", progress=False)
     with pytest.raises(Failed, match="TypeError: boom") as e:
-        job._convert_and_publish(refs, opts, PIPES.source("egodex"), job.Publisher(root))
+        job._convert_and_publish(refs, opts, PIPES.source("egodex"), job.Publisher(root), StageLog())
     assert e.value.code == ExitCode.FAILED and load_rejects(root) == []
 
 

@@ -12,9 +12,9 @@ import h5py
 import pytest
 
 from ingest.captions.template import template_caption
+from ingest.convert.text import clean_instruction, gerund_base, imperative, is_latin, prefer_english
 from ingest.sources.egodex import select_instruction
 from ingest.sources.rlds import iter_records, load_features, parse_example, unflatten
-from ingest.stages.text import clean_instruction, gerund_base, imperative, is_latin, prefer_english
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 EGODEX, BRIDGE = REAL / "egodex", REAL / "oxe_bridge_rlds" / "bridge_dataset" / "1.0.0"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ingest.stages import hands, interaction, quality, tiers
+from ingest.convert import hands
+from ingest.stages import interaction, quality, tiers
 from schemas.canonical import INDEX_TIP, THUMB_TIP, Side, part_slice
 from schemas.episode import CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.pipelines import PipelinesFile, config_sha256

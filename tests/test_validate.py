@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.stages.camera import pose_rows
+from ingest.convert.camera import pose_rows
 from ingest.validate import Problem, max_episode_length, validate_dataset
 from ingest.video import transcode
 from ingest.writer import finalize_meta, publish_episode, stage_episode

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch (once) the robot model files that forward kinematics needs (ingest/stages/kinematics.py): robosuite
+# Fetch (once) the robot model files that forward kinematics needs (ingest/convert/kinematics.py): robosuite
 # 1.5.2's GR1 body and Fourier-hand MJCF files, and the meshes of the fingers' last links (their far ends
 # are the fingertips); nothing else of the package is kept. The wheel is fetched with `pip download
 # --no-deps` (robosuite's own dependencies do not fit our pins) and checked by sha256. The folder lives

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ingest.stages import eef
+from ingest.convert import eef
 
 COLOURS = {"x": "tab:red", "y": "tab:green", "z": "tab:blue"}
 LABELS = {"x": "+x closing", "y": "+y = z × x", "z": "+z approach"}

@@ -22,10 +22,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import ImageDraw
 
+from ingest.convert.camera import overlay
+from ingest.convert.geometry import invert_pose, quaternions_to_matrix
+from ingest.convert.robot import eef_poses, offset_transform
 from ingest.sources import lda_sim
-from ingest.stages.camera import overlay
-from ingest.stages.geometry import invert_pose, quaternions_to_matrix
-from ingest.stages.robot import eef_poses, offset_transform
 from schemas.pipelines import PipelinesFile
 from tests.fixtures import lda_traces
 

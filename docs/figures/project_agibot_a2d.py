@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from project_egodex import wrist_pose  # the script folder is on sys.path
 
+from ingest.convert.camera import draw_frame, intrinsic_matrix, project
 from ingest.sources.agibot import SOURCE
-from ingest.stages.camera import draw_frame, intrinsic_matrix, project
 from schemas.canonical import SIDES, part_slice
 from schemas.pipelines import PipelinesFile
 

@@ -16,10 +16,10 @@ import av
 import h5py
 import numpy as np
 
+from ingest.convert.camera import overlay
+from ingest.convert.geometry import rotation_from_6d, transform_points
 from ingest.sources import egodex
 from ingest.sources.base import SourceEpisodeRef
-from ingest.stages.camera import overlay
-from ingest.stages.geometry import rotation_from_6d, transform_points
 from schemas.canonical import SIDES, part_slice
 from schemas.pipelines import PipelinesFile
 

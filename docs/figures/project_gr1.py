@@ -6,7 +6,7 @@ demo, forward kinematics) onto the source ego-view frames, and save PNGs.
 
 What is drawn is what the converter publishes (`observation.state`, camera frame): the wrist position and
 6D rotation (axes x red: closing, y green, z blue: approach; 5 cm) and the mapped keypoints (wrist frame ->
-camera frame), with the ego camera's intrinsics (ingest/stages/kinematics.py). tests/test_kinematics.py
+camera frame), with the ego camera's intrinsics (ingest/convert/kinematics.py). tests/test_kinematics.py
 uses `convert`.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ingest.convert import camera
+from ingest.convert.geometry import rotation_from_6d
 from ingest.sources.lerobot import SOURCE, Converted, convert_recording
-from ingest.stages import camera
-from ingest.stages.geometry import rotation_from_6d
 from schemas.canonical import SIDE_DIM, SIDES, side_offset
 from schemas.pipelines import PipelinesFile
 

@@ -1,8 +1,8 @@
 """Captioners: one unified instruction per episode (`caption`, `caption_source`; the source's own text
 stays in `task_original`). See docs/CAPTIONS.md.
 
-- `template` (`template.py`): rule-based cleanup of the source's text, `ingest.stages.text.clean_instruction`;
-  run on every episode by `ingest run` before it is staged.
+- `template` (`template.py`): rule-based cleanup of the source's text (`ingest.convert.text`); run on
+  every episode by `ingest run` before it is staged (the `caption` stage, `ingest/stages/caption.py`).
 - `cached` (`cached.py`): captions made elsewhere, from a JSONL file of `schemas.captions.CaptionRow`.
 - `vlm` (`vlm.py`): Qwen3-VL from a local folder, given a few frames and the source text.
 `job.py` re-captions a published dataset with any of them (`ingest caption`). Heavy imports (torch,

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ingest.captions.base import CaptionRequest, kept
-from ingest.stages.text import clean_instruction
+from ingest.convert.text import clean_instruction
 from schemas.captions import CaptionResult, CaptionRow
 
 

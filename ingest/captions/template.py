@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ingest.captions.base import CaptionRequest, kept
-from ingest.stages.text import prefer_english
+from ingest.convert.text import prefer_english
 from schemas.captions import CaptionResult
-from schemas.episode import CanonicalEpisode, EpisodeMeta
+from schemas.episode import EpisodeMeta
 
 
 def template_caption(task_original: str, caption: str) -> str:
@@ -38,9 +38,3 @@ class TemplateCaptioner:
                 else kept(req)
             )
         return out
-
-
-def caption_stage(ep: CanonicalEpisode) -> CanonicalEpisode:
-    """The `ingest run` stage: the template caption, before the episode is staged."""
-    ep.meta = template_meta(ep.meta)
-    return ep

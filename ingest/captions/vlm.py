@@ -20,8 +20,8 @@ import numpy as np
 
 from ingest.captions.base import CaptionRequest
 from ingest.captions.template import template_caption
+from ingest.convert.text import clean_instruction
 from ingest.errors import EpisodeError
-from ingest.stages.text import clean_instruction
 from schemas.captions import CaptionResult, VlmConfig
 
 IMAGE_PAD = "<|image_pad|>"

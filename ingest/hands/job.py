@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest import writer
+from ingest.convert.camera import poses_from_rows
 from ingest.errors import EpisodeError
 from ingest.hands.backend import FrameEstimate, HandEstimator, open_estimator
 from ingest.hands.lift import camera_from_rotations, default_intrinsics, lift
 from ingest.stages import tiers
-from ingest.stages.camera import poses_from_rows
 from schemas.card import DatasetCard
 from schemas.hands import HandsConfig
 from schemas.lerobot import CARD_PATH, data_path, video_path

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ingest.convert import eef, hands
 from ingest.hands.backend import Detection
-from ingest.stages import eef, hands
 from schemas.canonical import N_KEYPOINTS, SIDES, Side
 from schemas.hands import HandsConfig
 

@@ -15,7 +15,7 @@ Two layouts, both found anywhere under --input (`LAYOUT`):
   with the base's world pose (`robot_base`: `state/robot/position`, `state/robot/orientation` wxyz).
 
 - Time: the h5 `timestamp` (int64 / uint64 nanoseconds) minus the first, strictly increasing; every row is
-  resampled to 10 Hz (ingest/stages/resample.py). Row i is video frame i of every camera: a video whose
+  resampled to 10 Hz (ingest/convert/resample.py). Row i is video frame i of every camera: a video whose
   frame count differs from the row count is a reject naming the video.
 - Sides (schemas/sources_agibot.py): each mapped flange pose (base frame, `T_flange @ T_offset`) and
   gripper (linear to [0, 1], 1 = open, clipped). With `reference_frame: camera` every pose is taken in the
@@ -44,12 +44,13 @@ import h5py
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
+from ingest.convert import hands, resample
+from ingest.convert.camera import pose_rows
+from ingest.convert.geometry import ORTHONORMAL_TOL, orthonormality_error, values_to_rotation
+from ingest.convert.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef, natural_key, parse_field
-from ingest.stages import hands, quality, resample
-from ingest.stages.camera import pose_rows
-from ingest.stages.geometry import ORTHONORMAL_TOL, orthonormality_error, values_to_rotation
-from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
+from ingest.stages import quality
 from ingest.video import declared_frames, frame_size
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side

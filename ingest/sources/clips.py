@@ -30,10 +30,10 @@ import av
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ingest.convert.resample import chunk_ranges, output_count
+from ingest.convert.text import clean_instruction
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef, natural_key
-from ingest.stages.resample import chunk_ranges, output_count
-from ingest.stages.text import clean_instruction
 from ingest.video import frame_timestamps
 from schemas.canonical import VECTOR_DIM
 from schemas.episode import FPS, CanonicalEpisode, EpisodeMeta, VideoSource

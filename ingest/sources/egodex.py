@@ -2,7 +2,7 @@
 
 Reads the camera, both wrists (`{s}Hand`) and the 20 MANO-21 finger joints per side
 (source-formats.md 1.7; the `*Metacarpal` joints are dropped), expresses the keypoints in the wrist
-frame, resamples to 10 Hz and builds the canonical vectors in the camera frame (ingest/stages/hands.py).
+frame, resamples to 10 Hz and builds the canonical vectors in the camera frame (ingest/convert/hands.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ingest.convert import eef, hands, resample
+from ingest.convert.camera import pose_rows
+from ingest.convert.geometry import orthonormality_error
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef, natural_key
-from ingest.stages import eef, hands, quality, resample
-from ingest.stages.camera import pose_rows
-from ingest.stages.geometry import orthonormality_error
+from ingest.stages import quality
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
 from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource

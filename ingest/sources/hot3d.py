@@ -9,11 +9,11 @@ One sequence folder (`<headset>/<recording>/`) is one source episode:
 - the kept stream's images as `<stream>.mp4` (exported from `recording.vrs`), frame i being the stream's
   i-th timestamp in `masks/mask_hand_pose_available.csv`.
 
-Keypoints: smplx's MANO layer (ingest/stages/mano.py) with `global_orient` = the wrist rotation and
+Keypoints: smplx's MANO layer (ingest/convert/mano.py) with `global_orient` = the wrist rotation and
 `transl` = `t_xyz`, as HOT3D's own loader does. The canonical wrist pose is that rotation at MANO joint 0;
 the 21 keypoints are expressed in it. The reference frame is the kept camera,
 `T_world_camera = T_world_device @ T_device_camera`, and actions are camera-motion decoupled
-(ingest/stages/hands.py). Samples are the kept stream's timestamps that have both a MANO line and a
+(ingest/convert/hands.py). Samples are the kept stream's timestamps that have both a MANO line and a
 headset pose; a hand missing from a line is masked there.
 """
 
@@ -28,11 +28,12 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ingest.convert import eef, hands, mano, resample
+from ingest.convert.camera import pose_rows
+from ingest.convert.geometry import quaternion_to_matrix
 from ingest.errors import EpisodeError
 from ingest.sources.base import SourceEpisodeRef
-from ingest.stages import eef, hands, mano, quality, resample
-from ingest.stages.camera import pose_rows
-from ingest.stages.geometry import quaternion_to_matrix
+from ingest.stages import quality
 from ingest.video import frame_size
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import N_KEYPOINTS, SIDES, Side

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ingest.convert.geometry import axis_rotation, quaternion_to_matrix
 from ingest.errors import EpisodeError
-from ingest.stages.geometry import axis_rotation, quaternion_to_matrix
 
 EGO_CAMERA = "realsense"  # the `camera_data` entry behind `video.ego_view`
 # columns: the OpenCV camera axes (+x right, +y down, +z forward) in Isaac's world-convention camera axes

@@ -7,11 +7,11 @@ dataset does not declare is refused by name. One source episode per episode of `
 with pyarrow (v3.0: its rows of a shared file). Source times are the `timestamp` column (else
 `frame_index / fps`, else row / fps) minus the first one (GR00T's demo starts at 0.05 s); timestamps within
 LeRobot's tolerance (1e-4 s) of the `1 / fps` grid are snapped to it, so float32 timestamps do not drop the
-last 10 Hz sample. Everything is resampled to 10 Hz without extrapolation (ingest/stages/resample.py).
+last 10 Hz sample. Everything is resampled to 10 Hz without extrapolation (ingest/convert/resample.py).
 
 The key mapping (schemas/sources_lerobot.py) says where each side's end-effector pose and gripper are. With a
 pose, the canonical state and action follow CONTRACT.md section 4 in the robot base frame. A joint-only robot
-with a `kinematics` model (GR00T's GR1) gets both hands by forward kinematics (ingest/stages/kinematics.py),
+with a `kinematics` model (GR00T's GR1) gets both hands by forward kinematics (ingest/convert/kinematics.py),
 in its head camera's frame; without one the wrist dimensions stay masked. Mapped joints are kept in
 `observation.joints` either way.
 The source's own action is kept unchanged (nearest source frame) in `action.native`; integer
@@ -29,6 +29,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest.convert import hands, kinematics, resample
+from ingest.convert.camera import pose_rows
+from ingest.convert.geometry import invert_pose, values_to_rotation
+from ingest.convert.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.errors import EpisodeError
 from ingest.sources import lda_sim, lerobot_v3
 from ingest.sources.base import SourceEpisodeRef
@@ -42,10 +46,7 @@ from ingest.sources.lerobot_meta import (
     read_fields,
 )
 from ingest.sources.lerobot_models import EpisodeEntry, VideoWindow
-from ingest.stages import hands, kinematics, quality, resample
-from ingest.stages.camera import pose_rows
-from ingest.stages.geometry import invert_pose, values_to_rotation
-from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
+from ingest.stages import quality
 from ingest.video import declared_frames
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
@@ -266,6 +267,8 @@ def wrist_camera_poses(
 def head_camera(cam: kinematics.CameraModel, model: str, out_key: str) -> CameraModel:
     """The published model of a kinematic model's head camera (intrinsics at its render size)."""
     (fx, _, cx), (_, fy, cy) = cam.K[0], cam.K[1]
+    # published in meta/cameras.jsonl and the Parquet footer: the old module path is kept so that datasets
+    # written before the toolkit moved to ingest/convert/ re-run to the same bytes
     why = f"forward kinematics: {model} camera {cam.name}, fovy {cam.fovy_deg} deg (ingest/stages/kinematics)"
     return CameraModel(camera=out_key, width=cam.width, height=cam.height, fx=fx, fy=fy, cx=cx, cy=cy,
                        provenance=why)  # fmt: skip

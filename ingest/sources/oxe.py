@@ -14,7 +14,7 @@ configured per dataset by a `pipelines.yaml` key mapping (schemas/sources_oxe.py
 - Per record: the mapped EEF pose (base frame) becomes the right side of the canonical vector,
   `T_canonical = T_eef @ T_offset`; the gripper maps to [0, 1] (1 = open) by `gripper_range`, clipped;
   keypoints and the left side are absent (masked). Without a pose (joint-only robot) the wrist stays
-  masked. Native steps are at `i / native_fps`, resampled to 10 Hz (ingest/stages/resample.py: positions
+  masked. Native steps are at `i / native_fps`, resampled to 10 Hz (ingest/convert/resample.py: positions
   and gripper linearly, rotations by SLERP, no extrapolation), so 3 Hz and 5 Hz sources are upsampled and
   15 Hz ones downsampled the same way. The canonical action comes from consecutive canonical states
   (CONTRACT.md section 4; the base frame does not move).
@@ -40,12 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ingest.convert import hands, resample
+from ingest.convert.geometry import values_to_rotation
+from ingest.convert.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.errors import EpisodeError
 from ingest.sources.base import PartReject, SourceEpisodeRef, parse_field
 from ingest.sources.rlds import FeatureSpec, PayloadError, RecordError, RldsDataset, RldsEpisode, RldsError
-from ingest.stages import hands, quality, resample
-from ingest.stages.geometry import values_to_rotation
-from ingest.stages.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
+from ingest.stages import quality
 from schemas.canonical import Side
 from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.source_config import SourceConfig

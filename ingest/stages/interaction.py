@@ -22,7 +22,7 @@ from dataclasses import replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ingest.stages.geometry import IDENTITY_6D
+from ingest.convert.geometry import IDENTITY_6D
 from schemas.canonical import SIDES, part_slice
 from schemas.episode import FPS, CanonicalEpisode
 from schemas.tiers import InteractionConfig

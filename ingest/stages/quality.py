@@ -44,15 +44,17 @@ Interaction metrics (ingest/stages/interaction.py): `idle_start_s`, `idle_end_s`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from ingest.stages import interaction, tiers
+from ingest.stages.base import Stage
 from schemas.canonical import SIDES, Side, part_slice
 from schemas.card import EmbodimentKind
-from schemas.episode import FPS, CanonicalEpisode, QualityTier
+from schemas.episode import FPS, CanonicalEpisode, EpisodeMeta, QualityTier
 from schemas.source_config import SourceConfig
 from schemas.tiers import QualityConfig
 
@@ -157,21 +159,34 @@ def measure(ep: CanonicalEpisode, sides: Sequence[Side], cfg: QualityConfig) -> 
     return metrics
 
 
-def stage(ep: CanonicalEpisode, cfg: SourceConfig) -> CanonicalEpisode:
+def stage(ep: CanonicalEpisode, cfg: SourceConfig, counts: Counter[str] | None = None) -> CanonicalEpisode:
     """The quality stage of `ingest run`: measure, cut idle spans (`cut` mode), measure, decide. An
-    episode without actions is measured (not `human_actionless` clips) and tiered `actionless`."""
+    episode without actions is measured (not `human_actionless` clips) and tiered `actionless`. Counts
+    the episodes per tier and, `cut_episodes` / `cut_frames`, what the interaction filter cut."""
+    counts = Counter() if counts is None else counts
     rules = cfg.quality
     if not ep.meta.has_action:
         metrics = ep.meta.quality_metrics
         if cfg.embodiment_kind != "human_actionless":  # a clip has no arrays: its source gives its length
             metrics = {**metrics, **motion_metrics(ep, filled_sides(ep.state_mask, cfg.embodiment_kind))}
         meta = ep.meta.model_copy(update={"quality_metrics": metrics})
-        return replace(ep, meta=tiers.decide(metrics, False, rules).apply(meta))
+        return _tiered(ep, tiers.decide(metrics, False, rules).apply(meta), counts)
     sides = filled_sides(ep.state_mask, cfg.embodiment_kind)
     active = interaction.active_steps(ep.state, ep.state_mask, rules.interaction)
     rows = interaction.cut_rows(interaction.idle_spans(active), ep.length, rules.interaction)
     cut = interaction.trim(ep, rows)
+    if cut.length < ep.length:
+        counts["cut_episodes"] += 1
+        counts["cut_frames"] += ep.length - cut.length
     metrics = {**ep.meta.quality_metrics, **measure(cut, sides, rules)}
     metrics.update(cut_frames_start=float(rows.start), cut_frames_end=float(ep.length - rows.stop))
     meta = ep.meta.model_copy(update={"quality_metrics": metrics})
-    return replace(cut, meta=tiers.decide(metrics, True, rules).apply(meta))
+    return _tiered(cut, tiers.decide(metrics, True, rules).apply(meta), counts)
+
+
+def _tiered(ep: CanonicalEpisode, meta: EpisodeMeta, counts: Counter[str]) -> CanonicalEpisode:
+    counts[meta.quality_tier] += 1
+    return replace(ep, meta=meta)
+
+
+STAGE = Stage("quality", stage)

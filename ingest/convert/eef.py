@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.stages.geometry import invert_pose, transform_points
+from ingest.convert.geometry import invert_pose, transform_points
 from schemas.canonical import Side
 
 WRIST, INDEX_MCP, MIDDLE_MCP, LITTLE_MCP = 0, 5, 9, 17

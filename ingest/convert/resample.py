@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.stages.geometry import slerp_rotation
+from ingest.convert.geometry import slerp_rotation
 from schemas.episode import FPS
 
 # Output times within this fraction of a source interval of a source sample count as that sample.

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.stages.geometry import IDENTITY_6D, invert_pose, rotation_to_6d
+from ingest.convert.geometry import IDENTITY_6D, invert_pose, rotation_to_6d
 from schemas.canonical import (
     INDEX_TIP,
     N_KEYPOINTS,

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.stages.geometry import matrix_to_quaternion
+from ingest.convert.geometry import matrix_to_quaternion
 from schemas.canonical import SIDES, Side
 
 MANO_FILES: dict[Side, str] = {"left": "MANO_LEFT.pkl", "right": "MANO_RIGHT.pkl"}

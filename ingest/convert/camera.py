@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ingest.stages.geometry import matrix_to_quaternion, quaternion_to_matrix, transform_points
+from ingest.convert.geometry import matrix_to_quaternion, quaternion_to_matrix, transform_points
 
 AXIS_COLOURS = ((230, 40, 40), (40, 200, 40), (40, 90, 255))  # x red, y green, z blue
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.stages import hands
-from ingest.stages.eef import hand_pose
+from ingest.convert import hands
+from ingest.convert.eef import hand_pose
 from schemas.canonical import N_KEYPOINTS, Side
 
 ASSETS_ENV = "EI_FORGE_ROBOSUITE_ASSETS"

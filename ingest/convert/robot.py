@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.stages import hands
-from ingest.stages.geometry import IDENTITY_6D, invert_pose, quaternion_to_matrix, rotation_to_6d
+from ingest.convert import hands
+from ingest.convert.geometry import IDENTITY_6D, invert_pose, quaternion_to_matrix, rotation_to_6d
 from schemas.canonical import SIDE_DIM
 
 POS, ROT, GRIP = slice(0, 3), slice(3, 9), 9
