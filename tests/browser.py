@@ -117,8 +117,8 @@ class Browser:
         """The page from its top, as tall as its content up to `max_height` pixels."""
         size = self.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
         clip = {"x": 0, "y": 0, "width": self.size[0], "height": min(size["height"], max_height), "scale": 1}
-        shot = self.call("Page.captureScreenshot", {"format": "png", "clip": clip, "captureBeyondViewport": True},
-                         session)  # fmt: skip
+        params = {"format": "png", "clip": clip, "captureBeyondViewport": True}
+        shot = self.call("Page.captureScreenshot", params, session)
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def visit(self, page: Path, expressions: dict[str, str] | None = None, screenshot: Path | None = None,
