@@ -80,3 +80,17 @@ def test_a_broken_image_is_caught(browser: Browser, report, tmp_path: Path) -> N
     assert visit.image_widths == [0] and any(
         "missing.jpg" in e or "ERR_FILE_NOT_FOUND" in e for e in visit.errors
     )
+
+
+def test_catalog_report_opens_with_the_roots_count(browser: Browser, report, tmp_path: Path) -> None:
+    from catalog.cli import app as catalog_app
+
+    root, _ = report
+    runner = CliRunner()
+    assert runner.invoke(catalog_app, ["build", str(root.parent)]).exit_code == 0
+    out = tmp_path / "catalog"
+    args = ["report", str(root.parent), "--out", str(out), "--mixture", "mixtures/ei30k.yaml"]
+    result = runner.invoke(catalog_app, args)
+    assert result.exit_code == 0, result.output
+    values = check_page(browser, out / "index.html", tmp_path / "catalog.png", {"count": COUNT_JS})
+    assert int(values["count"]) == 3
