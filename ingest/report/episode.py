@@ -19,6 +19,7 @@ from schemas.lerobot import EpisodeRecord
 IMG_DIR, EPISODE_DIR = "img", "episodes"
 THUMB_WIDTH = 160
 MAX_CAMERAS = 4
+NO_VIDEO = '<p class="muted">this dataset has no video</p>'
 LEGEND = (
     '<p class="legend"><span style="color:#ff8c00">&#9679; left hand</span>'
     '<span style="color:#00c8ff">&#9679; right hand</span><span style="color:#e62828">x</span>'
@@ -136,7 +137,7 @@ def body(ds: Dataset, rec: EpisodeRecord, strips: list[filmstrip.Strip], panels:
     )
     return (
         f"{_nav(rec.episode_index, len(ds.episodes))}<h1>{esc(ds.name)}: episode {rec.episode_index}</h1>"
-        f"{_facts(rec)}<h2>Frames</h2>{LEGEND}{''.join(_strip_html(s) for s in strips)}"
+        f"{_facts(rec)}<h2>Frames</h2>{LEGEND}{''.join(_strip_html(s) for s in strips) or NO_VIDEO}"
         f"<h2>State and action</h2>{curve_html or '<p class=muted>no valid state or action</p>'}"
     )
 
