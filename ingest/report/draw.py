@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from ingest.report.projection import keypoints, pixels, wrist_pose
 from ingest.stages.camera import AXIS_COLOURS
 from schemas.camera import CameraModel
-from schemas.canonical import N_KEYPOINTS, SIDES, keypoint_slice, part_slice
+from schemas.canonical import N_KEYPOINTS, SIDES, Side, keypoint_slice, part_slice
 
 SIDE_COLOURS = {"left": (255, 140, 0), "right": (0, 200, 255)}
 MASKED = (150, 150, 150)
@@ -18,13 +18,13 @@ FINGERS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16), (17, 1
 BONES = [(a, b) for f in FINGERS for a, b in zip((0, *f[:-1]), f, strict=True)]
 
 
-def side_present(state: np.ndarray, mask: np.ndarray, side: str) -> bool:
+def side_present(state: np.ndarray, mask: np.ndarray, side: Side) -> bool:
     """A side is drawn when some value of it is valid, or it holds a measured (masked) wrist rotation."""
     rot = state[part_slice(side, "rotation")]
     return bool(mask[part_slice(side, "position")].any() or np.linalg.norm(rot[:3]) > 0.5)
 
 
-def keypoint_valid(mask: np.ndarray, side: str) -> np.ndarray:
+def keypoint_valid(mask: np.ndarray, side: Side) -> np.ndarray:
     return np.array([mask[keypoint_slice(side, k)].all() for k in range(N_KEYPOINTS)])
 
 
@@ -34,7 +34,12 @@ def _dot(draw: ImageDraw.ImageDraw, uv: np.ndarray, colour: tuple, valid: bool, 
 
 
 def draw_hand(
-    draw: ImageDraw.ImageDraw, cam: CameraModel, cam_from_ref: np.ndarray, state, mask, side
+    draw: ImageDraw.ImageDraw,
+    cam: CameraModel,
+    cam_from_ref: np.ndarray,
+    state: np.ndarray,
+    mask: np.ndarray,
+    side: Side,
 ) -> None:
     uv = pixels(cam, (cam_from_ref[:3, :3] @ keypoints(state, side).T).T + cam_from_ref[:3, 3])
     ok, colour = keypoint_valid(mask, side), SIDE_COLOURS[side]
@@ -50,7 +55,12 @@ def draw_hand(
 
 
 def draw_axes(
-    draw: ImageDraw.ImageDraw, cam: CameraModel, cam_from_ref: np.ndarray, state, mask, side
+    draw: ImageDraw.ImageDraw,
+    cam: CameraModel,
+    cam_from_ref: np.ndarray,
+    state: np.ndarray,
+    mask: np.ndarray,
+    side: Side,
 ) -> None:
     pose = cam_from_ref @ wrist_pose(state, side)
     ends = pose[:3, :3] @ np.vstack([np.zeros(3), np.eye(3) * AXIS_M]).T + pose[:3, 3:4]
@@ -64,7 +74,9 @@ def draw_axes(
             draw.line([tuple(uv[0]), tuple(tip)], fill=colour if valid else MASKED, width=width)
 
 
-def overlay(image: np.ndarray, cam: CameraModel, cam_from_ref: np.ndarray, state, mask) -> Image.Image:
+def overlay(
+    image: np.ndarray, cam: CameraModel, cam_from_ref: np.ndarray, state: np.ndarray, mask: np.ndarray
+) -> Image.Image:
     """The frame `[H, W, 3]` (at the camera model's size) with both hands drawn from one state row."""
     img = Image.fromarray(np.asarray(image, dtype=np.uint8))
     draw = ImageDraw.Draw(img)
