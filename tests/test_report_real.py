@@ -15,34 +15,35 @@ import pytest
 from ingest.report.build import write_report
 from ingest.report.episode import StripOptions
 from ingest.report.rrd import write_recording
+from schemas.sources_hot3d import MANO_DIR_ENV
 from tests.browser import Browser, chromium
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 pytestmark = [pytest.mark.ray, pytest.mark.realdata, pytest.mark.usefixtures("ray_local")]
 
 
-def _same(folder: str) -> Callable[[Path], Path]:
-    return lambda _tmp: REAL / folder
+def _same(folder: str) -> Callable[[Path, pytest.MonkeyPatch], Path]:
+    return lambda _tmp, _mp: REAL / folder
 
 
-def _hot3d(tmp: Path) -> Path:
+def _hot3d(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from tests.fixtures import hot3d as fh
     from tests.fixtures import mano as fm
 
     fm.write_model(tmp / "mano")
-    os.environ["EI_FORGE_MANO_DIR"] = str(tmp / "mano")  # a generated MANO-like model (no real weights here)
+    monkeypatch.setenv(MANO_DIR_ENV, str(tmp / "mano"))  # a generated MANO-like model (no real weights here)
     fh.real_stand_in(REAL / "hot3d" / "data_sample", tmp / "in")
     return tmp / "in"
 
 
-def _ego4d(tmp: Path) -> Path:
+def _ego4d(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
     from tests.fixtures import human
 
     human.write_ego4d_real(REAL / "ego4d_goalstep", tmp / "in")
     return tmp / "in"
 
 
-def _epic(tmp: Path) -> Path:
+def _epic(tmp: Path, _mp: pytest.MonkeyPatch) -> Path:
     from tests.fixtures import human
 
     human.write_epic_real(REAL / "epic_kitchens_100", tmp / "in", video_ids=("P02_13",))
@@ -96,8 +97,7 @@ def test_report_and_view_of_a_real_sample(
     folder, make_input, drawn = SAMPLES[section]
     if not (REAL / folder).is_dir():
         pytest.skip(f"needs ../shared/realdata/{folder}")
-    monkeypatch.setenv("EI_FORGE_MANO_DIR", os.environ.get("EI_FORGE_MANO_DIR", ""))  # restored afterwards
-    root = _ingest(section, make_input(tmp_path), tmp_path / "out")
+    root = _ingest(section, make_input(tmp_path, monkeypatch), tmp_path / "out")
     info = json.loads((root / "meta/info.json").read_text())
     write_report(root, tmp_path / "report", None, StripOptions(frames=3), workers=1)
     visit = browser.visit(
