@@ -57,7 +57,7 @@ def _strips(
 
 def _strip_html(s: filmstrip.Strip) -> str:
     figs = "".join(
-        f'<figure><img loading="lazy" src="../{IMG_DIR}/{esc(f)}" width="320" alt="frame {k}">'
+        f'<figure><img loading="lazy" src="../{IMG_DIR}/{esc(f)}" width="{s.width}" alt="frame {k}">'
         f"<figcaption>frame {k} ({k / FPS:.1f} s)</figcaption></figure>"
         for f, k in zip(s.files, s.frames, strict=True)
     )

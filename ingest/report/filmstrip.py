@@ -29,6 +29,7 @@ class Strip:
     frames: list[int]
     projected: bool
     note: str = ""
+    width: int = 320
 
 
 def pick_frames(length: int, n: int) -> np.ndarray:
@@ -89,4 +90,5 @@ def strip(inp: StripInput, cols: dict, out_dir: Path, prefix: str, n: int, width
     note = _note(inp.cam, cam_from_ref, inp.frame)
     if len(images) < len(frames):
         note = f"video decoded {len(images)} of {len(frames)} frames; " + note
-    return Strip(inp.camera, files, [int(k) for k in frames[: len(images)]], cam_from_ref is not None, note)
+    done = [int(k) for k in frames[: len(images)]]
+    return Strip(inp.camera, files, done, cam_from_ref is not None, note, width)
