@@ -32,19 +32,21 @@ CAM = CameraModel(camera="observation.images.ego", width=100, height=100, fx=100
 
 
 def make_dataset(inp: Path, root: Path) -> Path:
-    """Three EgoDex-format episodes, the third with its left hand lost for a while (masked), published
-    without Ray (convert_one runs the quality stage), as `ingest run` would."""
+    """Three EgoDex-format episodes, the third with its left hand lost for a while (masked), and a corrupt
+    file (a reject), published without Ray (convert_one runs the quality stage), as `ingest run` would."""
     d = inp / "test" / "open_close"
     write_episode(d, 0, 64)
     write_episode(d, 1, 64, static="camera")
     write_episode(d, 2, 64, phase=1.0, low_confidence={"leftHand": list(range(10, 40))})
+    write_episode(d, 3, 64, bad="corrupt_hdf5")
     cfg = PipelinesFile.load(DEFAULT_PIPELINES).source("egodex")
-    pub = Publisher(root)
+    pub, rejects = Publisher(root), []
     for ref in egodex.SOURCE.discover(inp, cfg):
         result = convert_one(ref, cfg, root / ".work")
-        assert result.reject is None, result.reject
+        rejects += [result.reject] if result.reject else []
         pub.publish_all(result.staged)
-    finalize_meta(root, "egodex", cfg, [])
+    assert [r.source_path for r in rejects] == [str(d / "3.hdf5")]
+    finalize_meta(root, "egodex", cfg, rejects)
     return root
 
 
@@ -120,6 +122,8 @@ def test_report_files_and_counts(dataset: Path, report: Path) -> None:
         assert len(list((report / "img").glob(f"ep{i:06d}_ego_*.jpg"))) == 4
     assert index.count('loading="lazy"') == 3 and "<script src" not in index and "http" not in index
     assert "jerk_rms &lt;= 30" in index  # the section's rules are shown
+    (reject,) = [json.loads(x) for x in (dataset / "meta/rejects.jsonl").read_text().splitlines()]
+    assert "<h2>Rejects (1)</h2>" in index and f"<td>{html.escape(reject['source_path'])}</td>" in index
 
 
 def test_view_rrd_read_back_with_rerun(dataset: Path, tmp_path: Path) -> None:
