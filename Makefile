@@ -7,7 +7,7 @@ DEMO := demo
 export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup hands-env demo test lint compat bench clean
+.PHONY: setup hands-env browser demo test lint compat bench clean
 
 $(STAMP): pyproject.toml requirements.lock tools/fetch_robot_models.sh tools/hands_env.sh tools/hands-env.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml requirements.lock tools/fetch_robot_models.sh tools/han
 	  sys.exit('CUDA torch installed on a machine without a GPU' if torch.version.cuda and not shutil.which('nvidia-smi') else 0)"
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) browser
 
 hands-env:
 	bash tools/hands_env.sh
+
+# Headless Chromium for the browser tests (Debian's package; skipped with a note when it cannot be installed).
+browser:
+	bash tools/browser.sh
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
@@ -44,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
 
 compat: $(STAMP)

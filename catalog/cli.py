@@ -239,6 +239,26 @@ def resolve_cmd(
         console.print(line)
 
 
+@app.command()
+def report(
+    root: Annotated[Path, typer.Argument(help="A datasets root with a catalog (`catalog build ROOT`).")],
+    out: Annotated[Path | None, typer.Option(help="Folder to write (default: ROOT/catalog/report).")] = None,
+    mixture_files: Annotated[
+        list[Path] | None, typer.Option("--mixture", help="A mixture file whose weights to show (repeat).")
+    ] = None,
+) -> None:
+    """Write the EI-30K overview of ROOT as HTML: hours by category, source and tier, lengths, mixtures."""
+    from catalog.mixture import MixtureFileError
+    from catalog.query import CatalogMissing
+    from catalog.report import write_report
+
+    try:
+        page = write_report(root, out or root / "catalog" / "report", mixture_files or [])
+    except (MixtureFileError, CatalogMissing) as e:
+        _fail(str(e))
+    typer.echo(f"catalog report written to {page}")
+
+
 @app.callback()
 def main() -> None:
     """Catalog commands."""

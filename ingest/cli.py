@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
+from ingest.report.cli import report_command, view_command
 from schemas.errors import main_of
 
 if TYPE_CHECKING:
@@ -356,6 +357,9 @@ def sources(
     for name, cfg in PipelinesFile.load(pipelines or DEFAULT_PIPELINES).sources.items():
         typer.echo(f"{name}\t{cfg.format}\t{cfg.embodiment_kind}\t{cfg.embodiment}")
 
+
+app.command("report")(report_command)
+app.command("view")(view_command)
 
 entry = main_of(app, "ingest")  # one-line errors and the exit codes of schemas/errors.py
 
