@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from ingest.sources.base import PartReject, SourceEpisodeRef
 from ingest.sources.rlds import RldsError
 from ingest.stages import quality
 from ingest.workdir import WORK_DIR, clear_reject, dataset_lock, load_rejects, safe_id, save_reject
+from schemas.atomic import write_text_atomic
 from schemas.episode import CanonicalEpisode
 from schemas.errors import Failed, Refused
 from schemas.lerobot import CARD_PATH
@@ -143,9 +143,7 @@ def _mark_staged(staging: Path, parts: list[Path], part_rejects: dict[str, Rejec
     staging.mkdir(parents=True, exist_ok=True)
     rejects = {k: r.model_dump() for k, r in part_rejects.items()}
     (staging / PART_REJECTS_FILE).write_text(json.dumps(rejects))
-    tmp = staging / f".{PARTS_FILE}.tmp"
-    tmp.write_text(json.dumps([p.name for p in parts]))
-    os.replace(tmp, staging / PARTS_FILE)
+    write_text_atomic(staging / PARTS_FILE, json.dumps([p.name for p in parts]))
 
 
 def convert_one(ref: SourceEpisodeRef, cfg: SourceConfig, work: Path) -> ConvertResult:
@@ -386,9 +384,7 @@ def check_origin(root: Path, origin: Origin) -> None:
 def _write_origin(root: Path, origin: Origin) -> None:
     path = root / WORK_DIR / ORIGIN_FILE
     if not path.is_file():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(origin.model_dump_json())
-        os.replace(tmp, path)
+        write_text_atomic(path, origin.model_dump_json())
 
 
 def run(opts: RunOptions) -> RunSummary:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
 from ingest.errors import EpisodeError
 from ingest.video import Decoder
+from schemas.atomic import atomic_path
 from schemas.latents import (
     FRAME_INDEX_KEY,
     IMAGE_SIZE,
@@ -378,14 +378,9 @@ def write_episode_latents(
         if images.dtype != np.uint8 or images.shape != (len(latents), IMAGE_SIZE, IMAGE_SIZE, 3):
             raise ValueError(f"images must be uint8[T, {IMAGE_SIZE}, {IMAGE_SIZE}, 3], got {images.shape}")
         tensors[IMAGES_KEY] = np.ascontiguousarray(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        metadata = None if stats is None else stats.to_metadata()
+    metadata = None if stats is None else stats.to_metadata()
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ingest import video
 from ingest.errors import EpisodeError
+from schemas.atomic import atomic_path, write_text_atomic
 from schemas.camera import ASPECT_TOLERANCE, CAMERAS_PATH, CameraModel, CameraRecord
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
@@ -327,22 +328,14 @@ def _place_video(staging_dir: Path, root: Path, episode_index: int, key: str) ->
 
 
 def _move_file(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.move(src, tmp)  # a rename on the same filesystem, a copy across filesystems
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.move(src, tmp)  # a rename on the same filesystem, a copy across filesystems
 
 
 def _write_parquet_atomic(table: pa.Table, path: Path, footer: PublishedEpisode) -> None:
     metadata = {**(table.schema.metadata or {}), FOOTER_KEY: footer.model_dump_json(by_alias=True).encode()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(metadata), tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 def publish_episode(
@@ -694,13 +687,6 @@ def camera_records(published: Sequence[PublishedEpisode]) -> list[CameraRecord]:
     ]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _jsonl(models: Sequence[BaseModel]) -> str:
     return "".join(m.model_dump_json(by_alias=True) + "\n" for m in models)
 
@@ -719,28 +705,28 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
         for ep in published
     ]
     stats = gr00t_stats(root, published, info)
-    _write_atomic(root / INFO_PATH, info_json_text(info))
-    _write_atomic(root / EPISODES_PATH, _jsonl([ep.record for ep in published]))
-    _write_atomic(root / TASKS_PATH, _jsonl(tasks))
-    _write_atomic(root / EPISODES_STATS_PATH, _jsonl(ep_stats))
+    write_text_atomic(root / INFO_PATH, info_json_text(info))
+    write_text_atomic(root / EPISODES_PATH, _jsonl([ep.record for ep in published]))
+    write_text_atomic(root / TASKS_PATH, _jsonl(tasks))
+    write_text_atomic(root / EPISODES_STATS_PATH, _jsonl(ep_stats))
     stats_json = {k: v.model_dump() for k, v in stats.items()}
-    _write_atomic(root / STATS_PATH, json.dumps(stats_json, indent=2) + "\n")
+    write_text_atomic(root / STATS_PATH, json.dumps(stats_json, indent=2) + "\n")
     card = build_card(published, source_name, cfg, len(rejects))
-    _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
-    _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
-    _write_atomic(root / CAMERAS_PATH, _jsonl(camera_records(published)))
+    write_text_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
+    write_text_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    write_text_atomic(root / CAMERAS_PATH, _jsonl(camera_records(published)))
     annotations = [k for k in info.features if k.startswith(ANNOTATION_PREFIX)]
     state = native_groups(info, NATIVE_STATE) if published and not card.valid_state_dims else None
     action = native_groups(info, NATIVE_ACTION) if published and not card.valid_action_dims else None
     modality = modality_json(info.video_keys(), annotations, state, action)
-    _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
+    write_text_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
     return info
 
 
 def rewrite_rejects(root: Path, rejects: list[RejectRecord]) -> None:
     """Replace `meta/rejects.jsonl` and keep the dataset card's reject count in step with it."""
-    _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    write_text_atomic(root / REJECTS_PATH, _jsonl(rejects))
     if (root / CARD_PATH).exists():
         card = DatasetCard.model_validate_json((root / CARD_PATH).read_text())
         card.rejects = len(rejects)
-        _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
+        write_text_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
