@@ -42,6 +42,7 @@ from schemas.latents import (
     TokenLayout,
     n_tokens,
 )
+from schemas.stats import merge_moments
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -388,7 +389,8 @@ def write_episode_latents(
 
 
 class ChannelStats:
-    """Running per-channel mean/variance over every token vector (Chan et al. parallel update, float64)."""
+    """Running per-channel mean/variance over every token vector (float64; parts merged by
+    `schemas.stats.merge_moments`). The state is (count, mean, M2 = variance * count)."""
 
     def __init__(self, dim: int) -> None:
         self.count = 0
@@ -408,11 +410,10 @@ class ChannelStats:
         return self
 
     def _combine(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
-        self.count = total
+        counts = np.array([self.count, n], dtype=np.float64)
+        variances = np.stack([self.m2, m2]) / np.maximum(counts, 1)[:, None]
+        total, self.mean, variance = merge_moments(counts, np.stack([self.mean, mean]), variances)
+        self.m2, self.count = variance * total, int(total[0])
 
     @property
     def std(self) -> np.ndarray:

@@ -61,6 +61,7 @@ from schemas.lerobot import (
 )
 from schemas.pipelines import PIPELINE_VERSION, SourceConfig, VideoConfig, config_sha256
 from schemas.reject import RejectRecord
+from schemas.stats import merge_moments
 
 FRAMES_FILE = "frames.parquet"
 STAGED_FILE = "staged.json"
@@ -139,19 +140,17 @@ def array_stats(x: np.ndarray) -> FeatureStats:
 
 
 def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
-    """Count-weighted merge with the parallel-variance formula (lerobot's `aggregate_feature_stats`)."""
-    means = np.array([p.mean for p in parts], dtype=np.float64)
-    variances = np.array([p.std for p in parts], dtype=np.float64) ** 2
-    counts = np.array([p.count[0] for p in parts], dtype=np.float64).reshape((-1,) + (1,) * (means.ndim - 1))
-    total = counts.sum()
-    mean = (means * counts).sum(0) / total
-    variance = ((variances + (means - mean) ** 2) * counts).sum(0) / total
+    """Count-weighted merge with the parallel-variance formula (`schemas.stats.merge_moments`; lerobot's
+    `aggregate_feature_stats`)."""
+    stds = np.array([p.std for p in parts], dtype=np.float64)
+    counts = np.array([p.count[0] for p in parts], dtype=np.float64)
+    total, mean, variance = merge_moments(counts, [p.mean for p in parts], stds**2)
     return FeatureStats(
         min=np.min([p.min for p in parts], axis=0).tolist(),
         max=np.max([p.max for p in parts], axis=0).tolist(),
         mean=mean.tolist(),
         std=np.sqrt(variance).tolist(),
-        count=[int(total)],
+        count=[int(total.flat[0])],
     )
 
 

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from schemas.latents import LatentsMeta, latents_path
 from schemas.latents_reader import read_images, read_latents
 from schemas.lerobot import INFO_PATH, InfoJson
+from schemas.stats import merge_moments as pool_moments
 from train.batch import ACTION_DIM, CHUNK, HISTORY_ACTIONS, TASK_IDS, TASK_NAMES, Batch, last_action
 from train.condition_cache import read_condition
 
@@ -117,11 +118,8 @@ def merge_moments(
     means: np.ndarray, stds: np.ndarray, weights: np.ndarray, floor: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted merge of per-part moments ([P, D] each) with the parallel-variance formula; a dimension
-    without weight gets mean 0, std 1; every std is floored."""
-    total = weights.sum(0)
-    safe = np.where(total > 0, total, 1.0)
-    mean = (weights * means).sum(0) / safe
-    var = (weights * (stds**2 + (means - mean) ** 2)).sum(0) / safe
+    without weight gets mean 0, std 1; every std is floored (arithmetic: `schemas.stats.merge_moments`)."""
+    total, mean, var = pool_moments(weights, means, stds**2)
     std = np.where(total > 0, np.sqrt(np.maximum(var, 0.0)), 1.0)
     return np.where(total > 0, mean, 0.0), np.maximum(std, floor)
 
