@@ -1,7 +1,7 @@
 """The catalog's rows, the selection language and the mixture file (issue 4; CONTRACT.md section 8).
 
 - `CatalogEpisode` / `CatalogDataset`: one row of `ROOT/catalog/episodes.parquet` / `datasets.parquet`,
-  each with its explicit polars schema (`EPISODE_SCHEMA`, `DATASET_SCHEMA`, built in `polars_schema`).
+  each with its polars schema (`episode_schema`, `dataset_schema`) derived from the model (`polars_schema`).
 - `parse_where`: the selection language (`category == "human_action" and seconds > 2`), parsed with
   `ast.parse` and a whitelist of node types: user text is never evaluated. It returns a small tree
   (`Where`) that `catalog/query.py` compiles to polars expressions.
@@ -123,62 +123,19 @@ class CatalogDataset(BaseModel):
 
 
 def episode_schema() -> dict[str, Any]:
-    """The explicit polars schema of `CatalogEpisode` (polars is imported here, not at module load)."""
-    import polars as pl
-
-    return {
-        "dataset": pl.String,
-        "episode_index": pl.Int64,
-        "source_episode_id": pl.String,
-        "source": pl.String,
-        "embodiment": pl.String,
-        "category": pl.Enum(list(CATEGORIES)),
-        "quality_tier": pl.Enum(list(TIERS)),
-        "tier_rule": pl.String,
-        "tier_reason": pl.String,
-        "has_action": pl.Boolean,
-        "length": pl.Int64,
-        "seconds": pl.Float64,
-        "caption": pl.String,
-        "caption_source": pl.String,
-        "task": pl.String,
-        "valid_state_dims": pl.String,
-        "valid_action_dims": pl.String,
-        "latents_present": pl.Boolean,
-        "path": pl.String,
-    }
+    """The polars schema of `CatalogEpisode` (polars is imported when called, not at module load)."""
+    return polars_schema(CatalogEpisode)
 
 
 def dataset_schema() -> dict[str, Any]:
-    """The explicit polars schema of `CatalogDataset`."""
-    import polars as pl
-
-    return {
-        "dataset": pl.String,
-        "path": pl.String,
-        "source": pl.String,
-        "source_version": pl.String,
-        "license": pl.String,
-        "category": pl.Enum(list(CATEGORIES)),
-        "robot_type": pl.String,
-        "reference_frame": pl.Enum(["camera", "base"]),
-        "fps": pl.Int64,
-        "episodes": pl.Int64,
-        "frames": pl.Int64,
-        "hours": pl.Float64,
-        "rejects": pl.Int64,
-        "cameras": pl.List(pl.String),
-        "valid_state_dims": pl.String,
-        "valid_action_dims": pl.String,
-        "latents": pl.Boolean,
-        "latent_episodes": pl.Int64,
-        "fingerprint": pl.String,
-    }
+    """The polars schema of `CatalogDataset`."""
+    return polars_schema(CatalogDataset)
 
 
 def polars_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A row model's polars schema derived from its annotations (`Literal` -> `pl.Enum`), for the test
-    that the explicit schemas above agree with the models."""
+    """A row model's polars schema derived from its annotations, in field order: `str`, `int`, `float`,
+    `bool` -> String, Int64, Float64, Boolean; `Literal` -> `pl.Enum` of its values in order; `list[X]` ->
+    `pl.List`; `X | None` -> X (nullable)."""
     import polars as pl
 
     simple = {str: pl.String, int: pl.Int64, float: pl.Float64, bool: pl.Boolean}
