@@ -1,4 +1,4 @@
-"""`schemas/catalog.py` alone: polars schemas against the models, the selection parser, the tier table."""
+"""`schemas/catalog.py` and `catalog/where.py`: polars schemas, the selection parser, the tier table."""
 
 from __future__ import annotations
 
@@ -6,24 +6,17 @@ import polars as pl
 import pytest
 from pydantic import TypeAdapter
 
-from catalog.query import compile_where
+from catalog.where import BoolOp, Cmp, Func, In, Not, WhereError, compile_where, parse_where
 from schemas.canonical import dimension_names
 from schemas.catalog import (
     TIER_TASKS,
-    BoolOp,
     CatalogDataset,
     CatalogEpisode,
-    Cmp,
-    Func,
-    In,
-    Not,
-    WhereError,
     allowed_tasks,
     dataset_schema,
     dims_bitstring,
     dims_from_bitstring,
     episode_schema,
-    parse_where,
     polars_schema,
 )
 
