@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple
 
@@ -25,6 +24,7 @@ CaptionerOpt = Annotated[
     str | None,
     typer.Option(help="template | cached | vlm (default: pipelines.yaml captions.captioner)."),
 ]
+MANO_DIR_ENV = "EI_FORGE_MANO_DIR"  # the default of `ingest run --mano-dir`
 CaptionsFile = Annotated[
     Path | None, typer.Option("--captions", help="cached: JSONL of {source_episode_id, caption} rows.")
 ]
@@ -52,7 +52,8 @@ def run(
     model_dir: ModelDir = None,
     random_weights: RandomWeights = False,
     mano_dir: Annotated[
-        Path | None, typer.Option(help="Folder of MANO_RIGHT.pkl / MANO_LEFT.pkl (hot3d; EI_FORGE_MANO_DIR).")
+        Path | None,
+        typer.Option(help="Folder of MANO_RIGHT.pkl / MANO_LEFT.pkl (hot3d).", envvar=MANO_DIR_ENV),
     ] = None,
     captioner: CaptionerOpt = None,
     captions: CaptionsFile = None,
@@ -65,12 +66,8 @@ def run(
     from ingest.job import run as run_job
     from schemas.errors import Refused
 
-    if mano_dir is not None:  # read by the sections that need MANO (schemas/sources_hot3d.py)
-        from schemas.sources_hot3d import MANO_DIR_ENV
-
-        os.environ[MANO_DIR_ENV] = str(mano_dir.expanduser().resolve())
-
-    fields = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address}
+    fields = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address,
+              "mano_dir": mano_dir}  # fmt: skip
     opts = RunOptions(
         source=source,
         input=input,

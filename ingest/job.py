@@ -77,6 +77,7 @@ class RunOptions(BaseModel):
     duplicates: Literal["skip", "keep"] = Field(
         "skip", description="an episode with the content of a published one: recorded, not published (skip)"
     )
+    mano_dir: Path | None = Field(None, description="the MANO model folder, over the section's (hot3d)")
 
     @field_validator("name")
     @classmethod
@@ -387,6 +388,14 @@ def _write_origin(root: Path, origin: Origin) -> None:
         write_text_atomic(path, origin.model_dump_json())
 
 
+def with_mano_dir(cfg: SourceConfig, mano_dir: Path | None) -> SourceConfig:
+    """The section with `mano_dir` (resolved) in place of its own; a section that reads no MANO (no
+    `mano_dir` field) is returned as it is."""
+    if mano_dir is None or "mano_dir" not in type(cfg).model_fields:
+        return cfg
+    return cfg.model_copy(update={"mano_dir": Path(mano_dir).expanduser().resolve()})
+
+
 def run(opts: RunOptions) -> RunSummary:
     """`ingest run`: convert every source episode under `opts.input` into `opts.dataset_root`."""
     if not opts.input.exists():
@@ -395,7 +404,7 @@ def run(opts: RunOptions) -> RunSummary:
     section = pick_section(pipes, opts.source, opts.input)
     # `ingest run lerobot`: the dataset is named after the section picked (never a shared `lerobot`)
     opts = opts.model_copy(update={"source": section})
-    cfg = pipes.source(opts.source)
+    cfg = with_mano_dir(pipes.source(opts.source), opts.mano_dir)
     source = get_source(cfg.format)
     check_requires(source, section)
     origin = Origin(section=section, input=str(opts.input.resolve()))
