@@ -410,6 +410,9 @@ class ChannelStats:
         return self
 
     def _combine(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        if not self.count:  # merged into nothing: the part itself, exactly
+            self.count, self.mean, self.m2 = n, np.asarray(mean, np.float64), np.asarray(m2, np.float64)
+            return
         counts = np.array([self.count, n], dtype=np.float64)
         variances = np.stack([self.m2, m2]) / np.maximum(counts, 1)[:, None]
         total, self.mean, variance = merge_moments(counts, np.stack([self.mean, mean]), variances)
