@@ -45,7 +45,7 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 def _errors(e: Exception) -> str:
-    from schemas.catalog import mixture_error_text
+    from catalog.mixture_file import mixture_error_text
 
     return mixture_error_text(e) if isinstance(e, ValueError) else str(e)
 
@@ -223,8 +223,8 @@ def resolve_cmd(
 ) -> None:
     """Resolve a mixture against the catalog: episodes, hours and weights per entry, and what is missing."""
     from catalog.mixture import MixtureFileError, load_mixture, plan_lines, plan_table, resolve
+    from catalog.mixture_file import MixtureError
     from catalog.query import CatalogMissing
-    from schemas.catalog import MixtureError
 
     try:
         plan = resolve(root, load_mixture(mixture_file), strict=strict)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.atomic import atomic_path
 from schemas.card import DatasetCard
 from schemas.catalog import (
     DATASETS_FILE,
@@ -229,10 +229,8 @@ def _previous(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(tmp, statistics=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp, statistics=True)
 
 
 def build(root: Path, *, force: bool = False) -> BuildReport:

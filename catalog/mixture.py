@@ -20,16 +20,10 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
-from catalog.query import compile_where, scan
-from schemas.catalog import (
-    TIER_TASKS,
-    TIERS,
-    Mixture,
-    MixtureEntry,
-    MixtureError,
-    mixture_error_text,
-    parse_where,
-)
+from catalog.mixture_file import Mixture, MixtureEntry, MixtureError, mixture_error_text
+from catalog.query import scan
+from catalog.where import compile_where, parse_where
+from schemas.catalog import TIER_TASKS, TIERS
 
 if TYPE_CHECKING:
     import polars as pl

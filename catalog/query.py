@@ -1,28 +1,15 @@
-"""Queries over the catalog: a selection (`schemas.catalog.parse_where`) compiled to a polars expression,
+"""Queries over the catalog: a selection (`catalog.where.parse_where`) compiled to a polars expression,
 run on a lazy scan of `ROOT/catalog/episodes.parquet`, optionally grouped with counts and hours."""
 
 from __future__ import annotations
 
-import functools
-import operator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.catalog import (
-    DATASETS_FILE,
-    EPISODES_FILE,
-    BoolOp,
-    Cmp,
-    Const,
-    Func,
-    In,
-    Not,
-    Where,
-    episode_columns,
-    parse_where,
-)
+from catalog.where import compile_where, episode_columns, parse_where
+from schemas.catalog import DATASETS_FILE, EPISODES_FILE
 
 if TYPE_CHECKING:
     import polars as pl
@@ -55,68 +42,6 @@ def scan(root: Path, table: Literal["episodes", "datasets"] = "episodes") -> pl.
     if not path.exists():
         raise CatalogMissing(f"no catalog at {path}: run `catalog build {root}` first")
     return pl.scan_parquet(path)
-
-
-# --------------------------------------------------------------------------- compiling a selection
-
-_OPS = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
-
-
-def compile_where(node: Where) -> pl.Expr:
-    """The polars expression of a parsed selection."""
-    import polars as pl
-
-    if isinstance(node, Const):
-        return pl.lit(node.value)
-    if isinstance(node, Cmp):
-        right = pl.col(node.other) if node.other else pl.lit(node.value)
-        return _OPS[node.op](pl.col(node.column), right)
-    if isinstance(node, In):
-        expr = pl.col(node.column).is_in(list(node.values))
-        return ~expr if node.negate else expr
-    if isinstance(node, Func):
-        return _function(node)
-    if isinstance(node, Not):
-        return ~compile_where(node.item)
-    if isinstance(node, BoolOp):
-        combine = operator.and_ if node.op == "and" else operator.or_
-        return functools.reduce(combine, (compile_where(i) for i in node.items))
-    raise TypeError(f"unknown selection node {node!r}")
-
-
-def _function(node: Func) -> pl.Expr:
-    import polars as pl
-
-    col = pl.col(node.column)
-    if node.name == "contains":
-        return col.str.contains(node.arg, literal=True)
-    if node.name == "startswith":
-        return col.str.starts_with(node.arg)
-    if node.name == "endswith":
-        return col.str.ends_with(node.arg)
-    if node.name == "matches":
-        return col.str.contains(node.arg)
-    # state_valid / action_valid: every listed index of the bitstring is "1", checked run by run
-    runs = _runs(node.arg)
-    return functools.reduce(operator.and_, (col.str.slice(a, n) == "1" * n for a, n in runs))
-
-
-def _runs(indices: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Contiguous runs of sorted indices as (start, length)."""
-    runs: list[list[int]] = []
-    for i in sorted(indices):
-        if runs and runs[-1][0] + runs[-1][1] == i:
-            runs[-1][1] += 1
-        else:
-            runs.append([i, 1])
-    return [(a, n) for a, n in runs]
 
 
 def select(root: Path, where: str) -> pl.LazyFrame:

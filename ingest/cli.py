@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NamedTuple
 
@@ -27,6 +26,7 @@ CaptionerOpt = Annotated[
     str | None,
     typer.Option(help="template | cached | vlm (default: pipelines.yaml captions.captioner)."),
 ]
+MANO_DIR_ENV = "EI_FORGE_MANO_DIR"  # the default of `ingest run --mano-dir`
 CaptionsFile = Annotated[
     Path | None, typer.Option("--captions", help="cached: JSONL of {source_episode_id, caption} rows.")
 ]
@@ -54,7 +54,8 @@ def run(
     model_dir: ModelDir = None,
     random_weights: RandomWeights = False,
     mano_dir: Annotated[
-        Path | None, typer.Option(help="Folder of MANO_RIGHT.pkl / MANO_LEFT.pkl (hot3d; EI_FORGE_MANO_DIR).")
+        Path | None,
+        typer.Option(help="Folder of MANO_RIGHT.pkl / MANO_LEFT.pkl (hot3d).", envvar=MANO_DIR_ENV),
     ] = None,
     captioner: CaptionerOpt = None,
     captions: CaptionsFile = None,
@@ -65,13 +66,8 @@ def run(
     """Convert every episode of SOURCE under --input into a LeRobot v2.1 dataset."""
     from ingest.job import RunOptions
 
-    if mano_dir is not None:  # read by the sections that need MANO (schemas/sources_hot3d.py)
-        from schemas.sources_hot3d import MANO_DIR_ENV
-
-        os.environ[MANO_DIR_ENV] = str(mano_dir.expanduser().resolve())
-
-    given = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address}
-    given = {k: v for k, v in given.items() if v is not None}
+    fields = {"workers": workers, "limit": limit, "pipelines": pipelines, "name": name, "address": address,
+              "mano_dir": mano_dir}  # fmt: skip
     opts = RunOptions(
         source=source,
         input=input,
@@ -79,7 +75,7 @@ def run(
         max_reject_ratio=max_reject_ratio,
         progress=progress,
         duplicates=duplicates,
-        **given,
+        **{k: v for k, v in fields.items() if v is not None},
     )
     caption_args = CaptionArgs(captioner=captioner, captions=captions, model_dir=caption_model_dir)
     recaption = caption_args if _post_caption(opts.pipelines, caption_args) else None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from ingest.sources.rlds import RldsError
 from ingest.stages.base import StageLog, StageReport, run_chain
 from ingest.stages.chain import chain
 from ingest.workdir import WORK_DIR, clear_reject, dataset_lock, load_rejects, safe_id, save_reject
+from schemas.atomic import write_text_atomic
 from schemas.episode import CanonicalEpisode
 from schemas.errors import Failed, Refused
 from schemas.lerobot import CARD_PATH
@@ -79,6 +79,7 @@ class RunOptions(BaseModel):
     duplicates: Literal["skip", "keep"] = Field(
         "skip", description="an episode with the content of a published one: recorded, not published (skip)"
     )
+    mano_dir: Path | None = Field(None, description="the MANO model folder, over the section's (hot3d)")
 
     @field_validator("name")
     @classmethod
@@ -147,9 +148,7 @@ def _mark_staged(staging: Path, parts: list[Path], part_rejects: dict[str, Rejec
     staging.mkdir(parents=True, exist_ok=True)
     rejects = {k: r.model_dump() for k, r in part_rejects.items()}
     (staging / PART_REJECTS_FILE).write_text(json.dumps(rejects))
-    tmp = staging / f".{PARTS_FILE}.tmp"
-    tmp.write_text(json.dumps([p.name for p in parts]))
-    os.replace(tmp, staging / PARTS_FILE)
+    write_text_atomic(staging / PARTS_FILE, json.dumps([p.name for p in parts]))
 
 
 def convert_one(ref: SourceEpisodeRef, cfg: SourceConfig, work: Path) -> ConvertResult:
@@ -416,9 +415,15 @@ def check_origin(root: Path, origin: Origin) -> None:
 def _write_origin(root: Path, origin: Origin) -> None:
     path = root / WORK_DIR / ORIGIN_FILE
     if not path.is_file():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(origin.model_dump_json())
-        os.replace(tmp, path)
+        write_text_atomic(path, origin.model_dump_json())
+
+
+def with_mano_dir(cfg: SourceConfig, mano_dir: Path | None) -> SourceConfig:
+    """The section with `mano_dir` (resolved) in place of its own; a section that reads no MANO (no
+    `mano_dir` field) is returned as it is."""
+    if mano_dir is None or "mano_dir" not in type(cfg).model_fields:
+        return cfg
+    return cfg.model_copy(update={"mano_dir": Path(mano_dir).expanduser().resolve()})
 
 
 def _discover(opts: RunOptions, cfg: SourceConfig, source: Any) -> tuple[list[SourceEpisodeRef], list[str]]:
@@ -440,9 +445,7 @@ def _write_stage_report(root: Path, reports: list[StageReport]) -> None:
     """`.work/stages.json`: the last run's stage report (not in meta/: times and a resumed run's counts
     differ from run to run, the dataset must not)."""
     path = root / WORK_DIR / STAGES_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([r.model_dump() for r in reports], indent=1) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps([r.model_dump() for r in reports], indent=1) + "\n")
 
 
 def run(opts: RunOptions) -> RunSummary:
@@ -453,7 +456,7 @@ def run(opts: RunOptions) -> RunSummary:
     section = pick_section(pipes, opts.source, opts.input)
     # `ingest run lerobot`: the dataset is named after the section picked (never a shared `lerobot`)
     opts = opts.model_copy(update={"source": section})
-    cfg = pipes.source(opts.source)
+    cfg = with_mano_dir(pipes.source(opts.source), opts.mano_dir)
     source = get_source(cfg.format)
     check_requires(source, section)
     origin = Origin(section=section, input=str(opts.input.resolve()))

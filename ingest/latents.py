@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from transformers import DINOv3ViTConfig, DINOv3ViTModel
 
 from ingest.errors import EpisodeError
 from ingest.video import Decoder
+from schemas.atomic import atomic_path
 from schemas.latents import (
     FRAME_INDEX_KEY,
     IMAGE_SIZE,
@@ -42,6 +42,7 @@ from schemas.latents import (
     TokenLayout,
     n_tokens,
 )
+from schemas.stats import merge_moments
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -378,14 +379,9 @@ def write_episode_latents(
         if images.dtype != np.uint8 or images.shape != (len(latents), IMAGE_SIZE, IMAGE_SIZE, 3):
             raise ValueError(f"images must be uint8[T, {IMAGE_SIZE}, {IMAGE_SIZE}, 3], got {images.shape}")
         tensors[IMAGES_KEY] = np.ascontiguousarray(images)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        metadata = None if stats is None else stats.to_metadata()
+    metadata = None if stats is None else stats.to_metadata()
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -393,7 +389,8 @@ def write_episode_latents(
 
 
 class ChannelStats:
-    """Running per-channel mean/variance over every token vector (Chan et al. parallel update, float64)."""
+    """Running per-channel mean/variance over every token vector (float64; parts merged by
+    `schemas.stats.merge_moments`). The state is (count, mean, M2 = variance * count)."""
 
     def __init__(self, dim: int) -> None:
         self.count = 0
@@ -413,11 +410,13 @@ class ChannelStats:
         return self
 
     def _combine(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
-        self.count = total
+        if not self.count:  # merged into nothing: the part itself, exactly
+            self.count, self.mean, self.m2 = n, np.asarray(mean, np.float64), np.asarray(m2, np.float64)
+            return
+        counts = np.array([self.count, n], dtype=np.float64)
+        variances = np.stack([self.m2, m2]) / np.maximum(counts, 1)[:, None]
+        total, self.mean, variance = merge_moments(counts, np.stack([self.mean, mean]), variances)
+        self.m2, self.count = variance * total, int(total[0])
 
     @property
     def std(self) -> np.ndarray:

@@ -13,7 +13,6 @@ only what is missing and a killed run loses nothing already written.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.cluster import init_ray, progress, quiet_data_context, shutdown_ray
+from schemas.atomic import write_text_atomic
 from schemas.errors import Refused
 from schemas.latents import LATENTS_META_PATH, LatentsConfig, LatentsMeta, latents_path
 from schemas.lerobot import EPISODES_PATH, INFO_PATH, EpisodeRecord, InfoJson, video_path
@@ -289,9 +289,7 @@ def write_meta(root: Path, cfg: LatentsConfig, identity: dict[str, Any]) -> Late
     every = bool(images) and all(images)
     meta = LatentsMeta(**identity, stride=cfg.stride, cameras=sorted(stats), images=every,
                        stats={c: s.moments() for c, s in stats.items()})  # fmt: skip
-    tmp = root / f"{LATENTS_META_PATH}.tmp"
-    tmp.write_text(meta.model_dump_json(indent=2) + "\n")
-    os.replace(tmp, root / LATENTS_META_PATH)
+    write_text_atomic(root / LATENTS_META_PATH, meta.model_dump_json(indent=2) + "\n")
     return meta
 
 

@@ -291,6 +291,13 @@ def _check_one_stats(
             _add(report, EPISODES_STATS_PATH, f"{field}.{name}", "non-finite value", i)
         elif feat.dtype == "video" and ((arr < 0).any() or (arr > 1).any()):
             _add(report, EPISODES_STATS_PATH, f"{field}.{name}", "camera stats must lie in [0, 1]", i)
+    valid = stats.valid_count
+    if valid is not None and (
+        len(valid) != shape[0] or min(valid, default=0) < 0 or max(valid, default=0) > length
+    ):
+        _add(
+            report, EPISODES_STATS_PATH, f"{field}.valid_count", f"not {shape[0]} counts in [0, {length}]", i
+        )
     count = stats.count[0]
     ok = 0 < count <= length if feat.dtype == "video" else count == length
     if not ok:

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ingest.errors import EpisodeError
+from schemas.atomic import atomic_path
 from schemas.episode import FPS
 from schemas.lerobot import FeatureStats, VideoInfo
 from schemas.pipelines import VideoConfig
@@ -324,25 +325,22 @@ def transcode(
     """
     frame_indices = np.asarray(frame_indices, dtype=np.int64)
     _check_indices(src, frame_indices)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
     decoder = Decoder(src, cfg.threads) if images is None else ImageDecoder(src, images)
     try:
-        with av.open(str(tmp), "w", format="mp4") as out:
+        with atomic_path(dst) as tmp, av.open(str(tmp), "w", format="mp4") as out:
             stream = _open_encoder(out, cfg)
             n, stats, source = _encode_frames(decoder, frame_indices, stream, out, cfg)
-        if n != len(frame_indices):
-            needed = int(frame_indices[-1]) + 1
-            what = f"source has {decoder.n_decoded} frames{decoder.error}, needed {needed}"
-            raise EpisodeError(
-                src, "video", f"{what} ({n} of {len(frame_indices)} output frames)", stage="video"
-            )
-        os.replace(tmp, dst)
+            if n != len(frame_indices):
+                needed = int(frame_indices[-1]) + 1
+                what = f"source has {decoder.n_decoded} frames{decoder.error}, needed {needed}"
+                raise EpisodeError(
+                    src, "video", f"{what} ({n} of {len(frame_indices)} output frames)", stage="video"
+                )
     except EpisodeError:
-        _remove(tmp, dst)
+        dst.unlink(missing_ok=True)
         raise
     except (av.FFmpegError, OSError, ValueError, IndexError) as e:
-        _remove(tmp, dst)
+        dst.unlink(missing_ok=True)
         raise EpisodeError(src, "video", f"cannot transcode: {e}", stage="video") from e
     width, height = output_size(*source, cfg)
     info = VideoInfo(fps=FPS, height=height, width=width, codec=cfg.codec, pix_fmt=PIX_FMT)
@@ -350,11 +348,6 @@ def transcode(
         n_frames=n, info=info, stats=stats.result(), source_width=source[0], source_height=source[1],
         picture=picture_box(*source, cfg),
     )  # fmt: skip
-
-
-def _remove(*paths: Path) -> None:
-    for p in paths:
-        p.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

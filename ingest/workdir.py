@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from schemas.atomic import write_text_atomic
 from schemas.errors import Refused
 from schemas.lerobot import REJECTS_PATH
 from schemas.reject import RejectRecord
@@ -32,10 +32,7 @@ def _rejects_dir(root: Path) -> Path:
 def save_reject(root: Path, reject: RejectRecord, key: str) -> None:
     """Keep a reject across runs (`.work/rejects/`); `meta/rejects.jsonl` is rebuilt from them."""
     path = _rejects_dir(root) / f"{safe_id(key)}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(reject.model_dump_json())
-    os.replace(tmp, path)
+    write_text_atomic(path, reject.model_dump_json())
 
 
 def clear_reject(root: Path, key: str) -> None:

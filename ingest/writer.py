@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ingest import video
 from ingest.errors import EpisodeError
+from schemas.atomic import atomic_path, write_text_atomic
 from schemas.camera import ASPECT_TOLERANCE, CAMERAS_PATH, CameraModel, CameraRecord
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
@@ -60,6 +61,7 @@ from schemas.lerobot import (
 )
 from schemas.pipelines import PIPELINE_VERSION, SourceConfig, VideoConfig, config_sha256
 from schemas.reject import RejectRecord
+from schemas.stats import merge_moments
 
 FRAMES_FILE = "frames.parquet"
 STAGED_FILE = "staged.json"
@@ -70,6 +72,7 @@ VECTOR_FEATURES = {  # name -> (CanonicalEpisode attribute, dtype)
     "observation.state_mask": ("state_mask", "bool"),
     "action_mask": ("action_mask", "bool"),
 }
+MASK_OF = {"observation.state": "observation.state_mask", "action": "action_mask"}  # True = valid
 INDEX_DTYPES = {
     "timestamp": "float32",
     "frame_index": "int64",
@@ -115,43 +118,67 @@ class PublishedEpisode(BaseModel):
 # Stats (lerobot's compute_episode_stats / aggregate_stats)
 
 
-def array_stats(x: np.ndarray) -> FeatureStats:
+def array_stats(x: np.ndarray, mask: np.ndarray | None = None) -> FeatureStats:
     """min/max/mean/std over time (axis 0) -> shape (D,); a 1-D array gives shape (1,); count [T].
 
-    Non-finite values (allowed where a mask is false) are left out; a dimension with no finite value
-    gets 0 for every statistic.
+    Non-finite values, and with a `mask` ([T, D], True = valid) every masked value, are left out; a
+    dimension with no value left gets 0 for every statistic. With a mask, `valid_count` [D] counts the
+    values each dimension's statistics are over.
     """
     x = np.asarray(x, dtype=np.float64)
     x = x[:, None] if x.ndim == 1 else x.reshape(len(x), -1)
-    if np.isfinite(x).all():
+    valid = np.isfinite(x) if mask is None else np.isfinite(x) & np.asarray(mask, bool).reshape(x.shape)
+    if valid.all():
         mn, mx, mean, std = x.min(0), x.max(0), x.mean(0), x.std(0)
     else:
-        x = np.where(np.isfinite(x), x, np.nan)
+        x = np.where(valid, x, np.nan)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mn, mx, mean, std = (
                 np.nan_to_num(f(x, axis=0)) for f in (np.nanmin, np.nanmax, np.nanmean, np.nanstd)
             )
     return FeatureStats(
-        min=mn.tolist(), max=mx.tolist(), mean=mean.tolist(), std=std.tolist(), count=[len(x)]
-    )
+        min=mn.tolist(), max=mx.tolist(), mean=mean.tolist(), std=std.tolist(), count=[len(x)],
+        valid_count=None if mask is None else valid.sum(0).tolist(),
+    )  # fmt: skip
+
+
+def vector_stats(columns: dict[str, np.ndarray]) -> dict[str, FeatureStats]:
+    """`array_stats` of canonical vector columns (`VECTOR_FEATURES` names): state and action over their
+    valid values only (the mask columns given beside them), with `valid_count`."""
+    return {name: array_stats(v, columns.get(MASK_OF[name]) if name in MASK_OF else None)
+            for name, v in columns.items()}  # fmt: skip
 
 
 def merge_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
-    """Count-weighted merge with the parallel-variance formula (lerobot's `aggregate_feature_stats`)."""
-    means = np.array([p.mean for p in parts], dtype=np.float64)
-    variances = np.array([p.std for p in parts], dtype=np.float64) ** 2
-    counts = np.array([p.count[0] for p in parts], dtype=np.float64).reshape((-1,) + (1,) * (means.ndim - 1))
-    total = counts.sum()
-    mean = (means * counts).sum(0) / total
-    variance = ((variances + (means - mean) ** 2) * counts).sum(0) / total
+    """Count-weighted merge with the parallel-variance formula (`schemas.stats.merge_moments`; lerobot's
+    `aggregate_feature_stats`). Parts with `valid_count` weigh each dimension by it, and a part without a
+    valid value of a dimension gives it no min / max; the merge then has `valid_count` too."""
+    if any(p.valid_count is not None for p in parts):
+        return _merge_valid(parts)
+    stds = np.array([p.std for p in parts], dtype=np.float64)
+    counts = np.array([p.count[0] for p in parts], dtype=np.float64)
+    total, mean, variance = merge_moments(counts, [p.mean for p in parts], stds**2)
     return FeatureStats(
         min=np.min([p.min for p in parts], axis=0).tolist(),
         max=np.max([p.max for p in parts], axis=0).tolist(),
         mean=mean.tolist(),
         std=np.sqrt(variance).tolist(),
-        count=[int(total)],
+        count=[int(total.flat[0])],
     )
+
+
+def _merge_valid(parts: Sequence[FeatureStats]) -> FeatureStats:
+    counts = np.array([p.valid_count or [p.count[0]] * len(p.mean) for p in parts], dtype=np.float64)
+    stds = np.array([p.std for p in parts], dtype=np.float64)
+    total, mean, variance = merge_moments(counts, [p.mean for p in parts], stds**2)
+    has, some = counts > 0, total > 0
+    mn = np.where(some, np.where(has, [p.min for p in parts], np.inf).min(0), 0.0)
+    mx = np.where(some, np.where(has, [p.max for p in parts], -np.inf).max(0), 0.0)
+    return FeatureStats(
+        min=mn.tolist(), max=mx.tolist(), mean=mean.tolist(), std=np.sqrt(variance).tolist(),
+        count=[sum(p.count[0] for p in parts)], valid_count=total.astype(np.int64).tolist(),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -175,7 +202,7 @@ def _frames_table(ep: CanonicalEpisode) -> pa.Table:
 
 
 def _frame_stats(ep: CanonicalEpisode, table: pa.Table) -> dict[str, FeatureStats]:
-    stats = {name: array_stats(getattr(ep, attr)) for name, (attr, _) in VECTOR_FEATURES.items()}
+    stats = vector_stats({name: getattr(ep, attr) for name, (attr, _) in VECTOR_FEATURES.items()})
     stats.update({name: array_stats(col.values) for name, col in ep.extra.items()})
     for name in ("timestamp", "frame_index"):
         stats[name] = array_stats(table[name].to_numpy())
@@ -327,22 +354,14 @@ def _place_video(staging_dir: Path, root: Path, episode_index: int, key: str) ->
 
 
 def _move_file(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.move(src, tmp)  # a rename on the same filesystem, a copy across filesystems
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        shutil.move(src, tmp)  # a rename on the same filesystem, a copy across filesystems
 
 
 def _write_parquet_atomic(table: pa.Table, path: Path, footer: PublishedEpisode) -> None:
     metadata = {**(table.schema.metadata or {}), FOOTER_KEY: footer.model_dump_json(by_alias=True).encode()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(metadata), tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 def publish_episode(
@@ -604,15 +623,20 @@ def gr00t_stats(
     root: Path, published: Sequence[PublishedEpisode], info: InfoJson
 ) -> dict[str, Gr00tFeatureStats]:
     """`meta/stats.json` as GR00T reads it: for every numeric feature the merged mean / std / min / max
-    and `q01` / `q99` estimated from `quantile_sample`; no `count`, no cameras (Gr00tFeatureStats)."""
+    and `q01` / `q99` estimated from `quantile_sample`; no `count`, no cameras (Gr00tFeatureStats). State
+    and action: over valid values only, with `valid_count`."""
     merged, sample = global_stats(published), quantile_sample(root, published)
     out = {}
     for name, st in merged.items():
         feat = info.features.get(name)
         if feat is None or feat.dtype in ("video", "string") or name not in sample:
             continue
-        q01, q99 = quantiles(sample[name])
-        out[name] = Gr00tFeatureStats(mean=st.mean, std=st.std, min=st.min, max=st.max, q01=q01, q99=q99)
+        values = sample[name]
+        if st.valid_count is not None and MASK_OF[name] in sample:  # quantiles of the valid values only
+            values = np.where(sample[MASK_OF[name]] > 0, values, np.nan)
+        q01, q99 = quantiles(values)
+        out[name] = Gr00tFeatureStats(mean=st.mean, std=st.std, min=st.min, max=st.max, q01=q01, q99=q99,
+                                      valid_count=st.valid_count)  # fmt: skip
     return out
 
 
@@ -694,13 +718,6 @@ def camera_records(published: Sequence[PublishedEpisode]) -> list[CameraRecord]:
     ]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _jsonl(models: Sequence[BaseModel]) -> str:
     return "".join(m.model_dump_json(by_alias=True) + "\n" for m in models)
 
@@ -719,28 +736,28 @@ def finalize_meta(root: Path, source_name: str, cfg: SourceConfig, rejects: list
         for ep in published
     ]
     stats = gr00t_stats(root, published, info)
-    _write_atomic(root / INFO_PATH, info_json_text(info))
-    _write_atomic(root / EPISODES_PATH, _jsonl([ep.record for ep in published]))
-    _write_atomic(root / TASKS_PATH, _jsonl(tasks))
-    _write_atomic(root / EPISODES_STATS_PATH, _jsonl(ep_stats))
+    write_text_atomic(root / INFO_PATH, info_json_text(info))
+    write_text_atomic(root / EPISODES_PATH, _jsonl([ep.record for ep in published]))
+    write_text_atomic(root / TASKS_PATH, _jsonl(tasks))
+    write_text_atomic(root / EPISODES_STATS_PATH, _jsonl(ep_stats))
     stats_json = {k: v.model_dump() for k, v in stats.items()}
-    _write_atomic(root / STATS_PATH, json.dumps(stats_json, indent=2) + "\n")
+    write_text_atomic(root / STATS_PATH, json.dumps(stats_json, indent=2) + "\n")
     card = build_card(published, source_name, cfg, len(rejects))
-    _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
-    _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
-    _write_atomic(root / CAMERAS_PATH, _jsonl(camera_records(published)))
+    write_text_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
+    write_text_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    write_text_atomic(root / CAMERAS_PATH, _jsonl(camera_records(published)))
     annotations = [k for k in info.features if k.startswith(ANNOTATION_PREFIX)]
     state = native_groups(info, NATIVE_STATE) if published and not card.valid_state_dims else None
     action = native_groups(info, NATIVE_ACTION) if published and not card.valid_action_dims else None
     modality = modality_json(info.video_keys(), annotations, state, action)
-    _write_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
+    write_text_atomic(root / MODALITY_PATH, modality.model_dump_json(indent=2, exclude_none=True) + "\n")
     return info
 
 
 def rewrite_rejects(root: Path, rejects: list[RejectRecord]) -> None:
     """Replace `meta/rejects.jsonl` and keep the dataset card's reject count in step with it."""
-    _write_atomic(root / REJECTS_PATH, _jsonl(rejects))
+    write_text_atomic(root / REJECTS_PATH, _jsonl(rejects))
     if (root / CARD_PATH).exists():
         card = DatasetCard.model_validate_json((root / CARD_PATH).read_text())
         card.rejects = len(rejects)
-        _write_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")
+        write_text_atomic(root / CARD_PATH, card.model_dump_json(indent=2) + "\n")

@@ -115,7 +115,11 @@ class TaskRecord(BaseModel):
 
 
 class FeatureStats(BaseModel):
-    """min/max/mean/std as nested lists (shape (D,) or (3,1,1) for cameras), count as [n]."""
+    """min/max/mean/std as nested lists (shape (D,) or (3,1,1) for cameras), count as [n] (frames).
+
+    `valid_count` [D] (state and action, whose masks mark what is real): per dimension, the number of valid
+    values the statistics are over; masked values are left out. lerobot 0.3.3 reads min/max/mean/std/count
+    and only asserts that every key is a list of at least one dimension, so the extra key loads."""
 
     model_config = ConfigDict(extra="forbid")
     min: list[Any]
@@ -123,13 +127,17 @@ class FeatureStats(BaseModel):
     mean: list[Any]
     std: list[Any]
     count: list[int] = Field(min_length=1, max_length=1)
+    valid_count: list[int] | None = Field(None, exclude_if=lambda v: v is None)
 
 
 class Gr00tFeatureStats(BaseModel):
     """A numeric feature's entry in `meta/stats.json`, exactly GR00T's `DatasetStatisticalValues`
     (Isaac-GR00T `gr00t/data/schema.py`: max, min, mean, std, q01, q99, each a list of the feature's
-    width). GR00T slices every key of an entry by the modality.json ranges, so an entry holds nothing
-    else (no `count`), and cameras have none (lerobot v2.1 reads `episodes_stats.jsonl`, not this file)."""
+    width). GR00T slices every key of an entry by the modality.json ranges, so an entry holds only lists of
+    the feature's width (no `count`), and cameras have none (lerobot v2.1 reads `episodes_stats.jsonl`, not
+    this file). State and action add `valid_count` (per dimension, the valid values every statistic is over;
+    masked values are left out): as wide as the others, so it slices the same, and GR00T's pydantic model
+    ignores a key it does not declare."""
 
     model_config = ConfigDict(extra="forbid")
     mean: list[float]
@@ -138,6 +146,7 @@ class Gr00tFeatureStats(BaseModel):
     max: list[float]
     q01: list[float]
     q99: list[float]
+    valid_count: list[int] | None = Field(None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _same_width(self) -> Gr00tFeatureStats:

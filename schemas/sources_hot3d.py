@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from schemas.source_config import SourceConfig
-
-MANO_DIR_ENV = "EI_FORGE_MANO_DIR"
 
 
 class Hot3dConfig(SourceConfig):
@@ -22,15 +19,8 @@ class Hot3dConfig(SourceConfig):
     # Stream -> the image size its calibration is given at, where the calibration file does not say
     # (Aria's online calibration; Quest3's camera_models.json has imageWidth / imageHeight).
     calibration_sizes: dict[str, tuple[int, int]] = Field(default_factory=lambda: {"214-1": (1408, 1408)})
-    # Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (licence-gated, never shipped). The environment variable
-    # EI_FORGE_MANO_DIR (which `ingest run --mano-dir` sets) overrides it.
+    # Folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (licence-gated, never shipped); `ingest run --mano-dir`
+    # (RunOptions.mano_dir) replaces it for one run.
     mano_dir: Path | None = None
     num_pca_comps: int = Field(15, ge=1, le=45, description="MANO pose PCA coefficients per hand in HOT3D")
     flat_hand_mean: bool = False
-
-    @model_validator(mode="after")
-    def _mano_dir_from_env(self) -> Hot3dConfig:
-        env = os.environ.get(MANO_DIR_ENV, "").strip()
-        if env:
-            self.mano_dir = Path(env).expanduser().resolve()
-        return self

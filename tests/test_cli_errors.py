@@ -159,7 +159,7 @@ def test_train_eval_on_a_bad_checkpoint(
 @pytest.mark.usefixtures("ray_local")
 def test_train_launch_with_an_unknown_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from catalog.mixture import write_mixture
-    from schemas.catalog import Mixture, MixtureEntry
+    from catalog.mixture_file import Mixture, MixtureEntry
     from tests.fixtures.training import training_root
 
     root = training_root(tmp_path, episodes=2, frames=40)

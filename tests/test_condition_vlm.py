@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from catalog.mixture import write_mixture
-from schemas.catalog import Mixture, MixtureEntry
+from catalog.mixture_file import Mixture, MixtureEntry
 from schemas.latents import IMAGE_SIZE, LatentsMeta, latents_path
 from schemas.latents_reader import read_images
 from schemas.lerobot import video_path

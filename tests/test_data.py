@@ -23,11 +23,11 @@ from safetensors import safe_open
 
 from catalog.index import build
 from catalog.mixture import load_mixture, resolve, write_mixture
+from catalog.mixture_file import Mixture, MixtureEntry
 from catalog.query import scan
 from ingest.job import RunOptions, run
 from ingest.latents_job import LatentsOptions, run_latents
 from schemas.canonical import dimension_names
-from schemas.catalog import Mixture, MixtureEntry
 from schemas.latents import LatentsConfig
 from tests.fixtures.dino import save_tiny_dino
 from tests.fixtures.egodex import write_dataset, write_episode

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from ingest.cli import MANO_DIR_ENV
 from ingest.convert import mano
 from ingest.convert.camera import poses_from_rows
 from ingest.errors import EpisodeError
@@ -20,8 +21,7 @@ from ingest.sources import hot3d
 from ingest.stages import quality
 from schemas.canonical import SIDES
 from schemas.episode import CanonicalEpisode
-from schemas.pipelines import Hot3dConfig
-from schemas.sources_hot3d import MANO_DIR_ENV
+from schemas.pipelines import Hot3dConfig, PipelinesFile
 from tests.fixtures import hot3d as fh
 from tests.fixtures import mano as fm
 from tests.fixtures.hand_rule import canonical_wrist
@@ -142,11 +142,20 @@ def test_missing_mano_files_refuse_with_what_to_do(tmp_path: Path, monkeypatch: 
         hot3d.SOURCE.discover(tmp_path / "in", empty)
 
 
-def test_env_var_overrides_the_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(MANO_DIR_ENV, str(tmp_path))
-    assert Hot3dConfig.model_validate(section(Path("/elsewhere"))).mano_dir == tmp_path.resolve()
-    monkeypatch.delenv(MANO_DIR_ENV)
-    assert Hot3dConfig.model_validate(section(Path("/elsewhere"))).mano_dir == Path("/elsewhere")
+def test_run_option_replaces_the_section_and_the_environment_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The MANO folder travels as data (`RunOptions.mano_dir` -> the section), never through a validator
+    reading the environment; other sections are left as they are."""
+    from ingest.job import with_mano_dir
+
+    monkeypatch.setenv(MANO_DIR_ENV, str(tmp_path / "env"))
+    cfg = Hot3dConfig.model_validate(section(Path("/elsewhere")))
+    assert cfg.mano_dir == Path("/elsewhere")
+    assert with_mano_dir(cfg, tmp_path / "m" / ".." / "m").mano_dir == tmp_path / "m"
+    assert with_mano_dir(cfg, None) is cfg and cfg.mano_dir == Path("/elsewhere")
+    egodex = PipelinesFile.load(ROOT / "pipelines.yaml").source("egodex")
+    assert with_mano_dir(egodex, tmp_path) is egodex
 
 
 def test_cli_refuses_without_mano_and_names_the_folder(
@@ -154,7 +163,7 @@ def test_cli_refuses_without_mano_and_names_the_folder(
 ) -> None:
     from ingest.cli import app
 
-    monkeypatch.setenv(MANO_DIR_ENV, "")  # restored after the test: `--mano-dir` sets it in-process
+    monkeypatch.delenv(MANO_DIR_ENV, raising=False)  # the default of --mano-dir
     fh.write_sequence(tmp_path / "in", "P1")
     pipelines = tmp_path / "pipelines.yaml"
     pipelines.write_text(yaml.safe_dump({"sources": {"hot3d": section(None)}}))
@@ -172,6 +181,9 @@ def test_cli_refuses_without_mano_and_names_the_folder(
     assert res.exit_code == 2 and "MANO model files not found in no folder configured" in res.output
     res = CliRunner().invoke(app, [*args, "--mano-dir", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and f"not found in {tmp_path / 'nowhere'}" in res.output
+    monkeypatch.setenv(MANO_DIR_ENV, str(tmp_path / "from_env"))
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and f"not found in {tmp_path / 'from_env'}" in res.output
     assert not (tmp_path / "out" / "hot3d" / "data").exists()
 
 

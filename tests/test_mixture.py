@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from catalog.cli import app as catalog_app
 from catalog.index import build
 from catalog.mixture import MixtureFileError, build_mixture, load_mixture, resolve, write_mixture
-from schemas.catalog import Mixture, MixtureError
+from catalog.mixture_file import Mixture, MixtureError
 from tests.test_catalog import all_episodes, make_root
 from train.cli import app as train_app
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from catalog.index import build
 from catalog.mixture import write_mixture
-from schemas.catalog import Mixture, MixtureEntry
+from catalog.mixture_file import Mixture, MixtureEntry
 from tests.fixtures.training import training_root
 from train.cli import app
 from train.loop import fit

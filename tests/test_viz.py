@@ -128,8 +128,8 @@ def test_train_viz_writes_the_pictures_of_a_trained_run(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from catalog.mixture import write_mixture
+    from catalog.mixture_file import Mixture, MixtureEntry
     from ingest.latents import _rgb_frames
-    from schemas.catalog import Mixture, MixtureEntry
     from schemas.latents import latents_path
     from schemas.latents_reader import read_latents
     from schemas.lerobot import video_path

@@ -8,8 +8,7 @@ import random
 import polars as pl
 import pytest
 
-from catalog.query import compile_where
-from schemas.catalog import MAX_WHERE_DEPTH, Not, WhereError, parse_where
+from catalog.where import MAX_WHERE_DEPTH, Not, WhereError, compile_where, parse_where
 
 
 @pytest.mark.parametrize(

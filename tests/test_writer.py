@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import av
@@ -87,20 +88,29 @@ def dataset(tmp_path: Path, episodes: list[CanonicalEpisode]) -> Path:
     return root
 
 
-def expected_stats(x: np.ndarray) -> dict[str, list]:
+def expected_stats(x: np.ndarray, mask: np.ndarray | None = None) -> dict[str, list]:
+    """numpy's statistics of the valid values (`mask` True) of each dimension; 0 where none is valid."""
     x = x.astype(np.float64)
-    return {
-        "min": x.min(0).tolist(),
-        "max": x.max(0).tolist(),
-        "mean": x.mean(0).tolist(),
-        "std": x.std(0).tolist(),
-    }
+    if mask is None:
+        return {
+            "min": x.min(0).tolist(),
+            "max": x.max(0).tolist(),
+            "mean": x.mean(0).tolist(),
+            "std": x.std(0).tolist(),
+        }
+    out: dict[str, list] = {"min": [], "max": [], "mean": [], "std": []}
+    for d in range(x.shape[1]):
+        v = x[mask[:, d], d]
+        for name, f in (("min", np.min), ("max", np.max), ("mean", np.mean), ("std", np.std)):
+            out[name].append(float(f(v)) if len(v) else 0.0)
+    return out
 
 
-def assert_stats(stats, x: np.ndarray) -> None:
-    for name, want in expected_stats(x).items():
+def assert_stats(stats, x: np.ndarray, mask: np.ndarray | None = None) -> None:
+    for name, want in expected_stats(x, mask).items():
         np.testing.assert_allclose(getattr(stats, name), want, rtol=1e-6, atol=1e-9, err_msg=name)
     assert stats.count == [len(x)]
+    assert stats.valid_count == (None if mask is None else mask.sum(0).tolist())
 
 
 def test_stage_writes_frames_videos_and_stats(tmp_path: Path, episodes: list[CanonicalEpisode]) -> None:
@@ -117,7 +127,7 @@ def test_stage_writes_frames_videos_and_stats(tmp_path: Path, episodes: list[Can
     assert StagedEpisode.model_validate_json((tmp_path / "s0" / "staged.json").read_text()) == staged
     assert is_staged(tmp_path / "s0") and not is_staged(tmp_path / "s1")
     assert read_staged(tmp_path / "s0").meta.caption == "pick the cup"
-    assert_stats(staged.stats["observation.state"], ep.state)
+    assert_stats(staged.stats["observation.state"], ep.state, ep.state_mask)  # masked values left out
     assert_stats(staged.stats["action_mask"], ep.action_mask)
     assert_stats(staged.stats["timestamp"], np.arange(7, dtype=np.float32) / 10)
     assert staged.stats["frame_index"].mean == [3.0]
@@ -125,15 +135,17 @@ def test_stage_writes_frames_videos_and_stats(tmp_path: Path, episodes: list[Can
     assert staged.valid_state_dims == ep.state_mask.any(0).tolist() and sum(staged.valid_state_dims) == 10
 
 
-def test_stats_ignore_nan_where_masked(tmp_path: Path) -> None:
+def test_stats_leave_out_masked_values_nan_or_not(tmp_path: Path) -> None:
     ep = make_episode(6, "x", None)
     ep.state[:, 0] = np.nan  # dim 0 is masked everywhere
-    ep.state[2, 1] = np.inf
+    ep.state[2, 74], ep.state_mask[2, 74] = np.inf, False
+    ep.state[3, 75], ep.state_mask[3, 75] = 1e6, False  # a finite masked value counts no more than a NaN
     stats = stage_episode(ep, tmp_path / "s", VCFG).stats["observation.state"]
-    assert stats.mean[0] == 0.0 and stats.std[0] == 0.0
-    np.testing.assert_allclose(
-        stats.mean[1], np.delete(ep.state[:, 1], 2).astype(np.float64).mean(), rtol=1e-6
-    )
+    assert stats.mean[0] == 0.0 and stats.std[0] == 0.0 and stats.valid_count[0] == 0
+    for d, row in ((74, 2), (75, 3)):
+        kept = np.delete(ep.state[:, d], row).astype(np.float64)
+        np.testing.assert_allclose([stats.mean[d], stats.std[d]], [kept.mean(), kept.std()], rtol=1e-6)
+        assert stats.valid_count[d] == 5 and stats.max[d] == pytest.approx(kept.max())
 
 
 def test_stage_failures_become_episode_errors(tmp_path: Path, source: Path) -> None:
@@ -191,7 +203,7 @@ def test_read_published_from_footers(dataset: Path, episodes: list[CanonicalEpis
     np.testing.assert_allclose(idx.std, [np.arange(7, 12).std()])
     assert published[1].stats["episode_index"].mean == [1.0]
     assert published[0].videos[CAM].width == 64
-    assert_stats(published[1].stats["action"], episodes[1].action)
+    assert_stats(published[1].stats["action"], episodes[1].action, episodes[1].action_mask)
 
 
 def test_republish_same_index_overwrites(dataset: Path, source: Path, tmp_path: Path) -> None:
@@ -233,18 +245,37 @@ def test_finalize_meta_contents(dataset: Path, episodes: list[CanonicalEpisode])
     assert [json.loads(r)["source_path"] for r in rejects] == ["bad.hdf5"]
 
 
-def test_global_stats_equal_numpy_over_all_frames(dataset: Path, episodes: list[CanonicalEpisode]) -> None:
+def test_global_stats_equal_numpy_over_valid_values(dataset: Path, episodes: list[CanonicalEpisode]) -> None:
+    """Masked values (random numbers in the fixture) are left out of stats.json and episodes_stats.jsonl:
+    every statistic equals numpy's over the valid values only, `valid_count` counts them per dimension."""
     stats = json.loads((dataset / "meta/stats.json").read_text())
+    for key, attr in (("observation.state", "state"), ("action", "action")):
+        values = np.concatenate([getattr(ep, attr) for ep in episodes])
+        mask = np.concatenate([getattr(ep, f"{attr}_mask") for ep in episodes])
+        for name, want in expected_stats(values, mask).items():
+            np.testing.assert_allclose(stats[key][name], want, rtol=1e-5, atol=1e-6, err_msg=f"{key} {name}")
+        assert stats[key]["valid_count"] == mask.sum(0).tolist()
+        valid = np.where(mask, values.astype(np.float64), np.nan)
+        with warnings.catch_warnings():  # all-NaN dimensions
+            warnings.simplefilter("ignore", RuntimeWarning)
+            q = np.nan_to_num(np.nanquantile(valid, [0.01, 0.99], axis=0))
+        np.testing.assert_allclose([stats[key]["q01"], stats[key]["q99"]], q, rtol=1e-5, atol=1e-7)
+    assert stats["action"]["valid_count"][80] == 12 - 2  # masked on the last frame of both episodes
     state = np.concatenate([ep.state for ep in episodes])
-    for name, want in expected_stats(state).items():
-        np.testing.assert_allclose(stats["observation.state"][name], want, rtol=1e-5, atol=1e-6)
+    assert stats["observation.state"]["mean"][0] == 0.0 and state[:, 0].mean() != 0.0  # never valid
     np.testing.assert_allclose(stats["index"]["std"], [np.arange(12).std()])
-    np.testing.assert_allclose(stats["observation.state"]["q01"], np.quantile(state, 0.01, axis=0), rtol=1e-5)
-    np.testing.assert_allclose(stats["observation.state"]["q99"], np.quantile(state, 0.99, axis=0), rtol=1e-5)
     assert stats["index"]["q99"] == [pytest.approx(np.quantile(np.arange(12), 0.99))]
-    # exactly GR00T's keys: no `count` (GR00T slices every key by the modality ranges), no cameras
-    assert {tuple(v) for v in stats.values()} == {("mean", "std", "min", "max", "q01", "q99")}
+    # GR00T's keys (+ valid_count, as wide as the feature, on state and action); no `count`, no cameras
+    six = ("mean", "std", "min", "max", "q01", "q99")
+    assert {k: tuple(v) for k, v in stats.items() if k in ("observation.state", "action")} == {
+        "observation.state": (*six, "valid_count"),
+        "action": (*six, "valid_count"),
+    }
+    assert {tuple(v) for k, v in stats.items() if k not in ("observation.state", "action")} == {six}
     assert CAM not in stats
+    line = json.loads((dataset / "meta/episodes_stats.jsonl").read_text().splitlines()[1])["stats"]
+    assert line["action"]["valid_count"] == episodes[1].action_mask.sum(0).tolist()
+    assert "valid_count" not in line["index"] and line["action"]["count"] == [5]
 
 
 def test_stats_json_loads_as_gr00t_does(dataset: Path) -> None:
@@ -263,11 +294,16 @@ def test_quantiles_of_a_large_dataset_come_from_every_kth_episode(
     monkeypatch.setattr("ingest.writer.QUANTILE_SAMPLE_ROWS", 6)  # 12 frames: every 2nd episode (of 2)
     finalize_meta(dataset, "egodex", SRC_CFG, [])
     stats = json.loads((dataset / "meta/stats.json").read_text())
-    want = np.quantile(episodes[0].action, [0.01, 0.99], axis=0)
-    np.testing.assert_allclose([stats["action"]["q01"], stats["action"]["q99"]], want, rtol=1e-5)
-    np.testing.assert_allclose(  # the moments still cover every frame
-        stats["action"]["mean"], np.concatenate([ep.action for ep in episodes]).mean(0), rtol=1e-5, atol=1e-6
+    first = episodes[0]
+    want = np.quantile(first.action[:, 73:83], [0.01, 0.99], axis=0)  # the valid dimensions, valid rows
+    want[:, 7] = np.quantile(first.action[:-1, 80], [0.01, 0.99])  # dim 80 is masked on the last frame
+    got = np.array([stats["action"]["q01"], stats["action"]["q99"]])
+    np.testing.assert_allclose(got[:, 73:83], want, rtol=1e-5)
+    assert not got[:, :73].any() and not got[:, 83:].any()  # never valid: 0
+    every = expected_stats(
+        np.concatenate([ep.action for ep in episodes]), np.concatenate([ep.action_mask for ep in episodes])
     )
+    np.testing.assert_allclose(stats["action"]["mean"], every["mean"], rtol=1e-5, atol=1e-6)  # every frame
 
 
 def test_meta_rebuilt_after_deletion_is_identical(dataset: Path) -> None:

@@ -17,13 +17,13 @@ reader (`schemas.latents_reader.read_rows`, memory-mapped). Only a frozen encode
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from safetensors import safe_open
 
+from schemas.atomic import atomic_path
 from schemas.latents_reader import read_rows
 
 CACHE_META = "condition.json"
@@ -79,14 +79,9 @@ def write_episode(path: Path, tokens: list[np.ndarray], frame_index: np.ndarray,
     out = np.zeros((len(tokens), int(length.max()), tokens[0].shape[1]), dtype=np.float16)
     for i, t in enumerate(tokens):
         out[i, : len(t)] = t
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        index = np.ascontiguousarray(frame_index, dtype=np.int64)
+    index = np.ascontiguousarray(frame_index, dtype=np.int64)
+    with atomic_path(path) as tmp:
         save_file({TOKENS: out, LENGTH: length, FRAME_INDEX: index}, str(tmp), metadata={"caption": caption})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_condition(folder: Path, dataset: str, episode_index: int, frame_index: int) -> np.ndarray:

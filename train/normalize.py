@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from schemas.atomic import write_text_atomic
+from schemas.stats import merge_moments as pool_moments
+
 NormalizerMode = Literal["mean_std", "quantile"]
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -24,11 +27,8 @@ def merge_moments(
     means: np.ndarray, stds: np.ndarray, weights: np.ndarray, floor: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted merge of per-part moments ([P, D] each) with the parallel-variance formula; a dimension
-    without weight gets mean 0, std 1; every std is floored."""
-    total = weights.sum(0)
-    safe = np.where(total > 0, total, 1.0)
-    mean = (weights * means).sum(0) / safe
-    var = (weights * (stds**2 + (means - mean) ** 2)).sum(0) / safe
+    without weight gets mean 0, std 1; every std is floored (arithmetic: `schemas.stats.merge_moments`)."""
+    total, mean, var = pool_moments(weights, means, stds**2)
     std = np.where(total > 0, np.sqrt(np.maximum(var, 0.0)), 1.0)
     return np.where(total > 0, mean, 0.0), np.maximum(std, floor)
 
@@ -168,10 +168,7 @@ class Normalizer(BaseModel):
         return out
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.model_dump_json(indent=1))
-        tmp.replace(path)
+        write_text_atomic(path, self.model_dump_json(indent=1))
         return path
 
     @classmethod

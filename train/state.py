@@ -5,7 +5,6 @@ code-free checkpoints."""
 from __future__ import annotations
 
 import math
-import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.atomic import atomic_path
 from schemas.errors import Refused
 
 CHECKPOINT = "checkpoint.pt"
@@ -219,9 +219,8 @@ def save_checkpoint(out: Path, run: Run, extra: dict[str, Any]) -> None:
 
 def write_checkpoint(out: Path, state: dict[str, Any], extra: dict[str, Any]) -> None:
     """Written to a temp file then renamed: a killed run leaves the previous checkpoint intact."""
-    tmp = out / f".{CHECKPOINT}.tmp"
-    torch.save({**state, **extra}, tmp)
-    os.replace(tmp, out / CHECKPOINT)
+    with atomic_path(out / CHECKPOINT) as tmp:
+        torch.save({**state, **extra}, tmp)
 
 
 def load_checkpoint(out: Path) -> dict[str, Any] | None:

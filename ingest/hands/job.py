@@ -127,10 +127,9 @@ def upgrade_episode(root: Path, ep: writer.PublishedEpisode, est: HandEstimator,
     arrays, _, metrics = lift([r.hands for r in results], K, width, cfg, poses)
     columns = {"observation.state": arrays.state, "action": arrays.action,
                "observation.state_mask": arrays.state_mask, "action_mask": arrays.action_mask}  # fmt: skip
-    stats = dict(ep.stats)
+    stats = {**ep.stats, **writer.vector_stats(columns)}
     for name, values in columns.items():
         table = table.set_column(table.schema.get_field_index(name), name, writer.fixed_list(values))
-        stats[name] = writer.array_stats(values)
     metrics = {**ep.record.quality_metrics, **metrics, **camera}
     update = {"has_action": True, "hands_source": "estimated", "quality_metrics": metrics}
     record = decide_tier(metrics, quality, cfg).apply(ep.record.model_copy(update=update))

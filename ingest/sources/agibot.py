@@ -49,12 +49,11 @@ from ingest.convert.camera import pose_rows
 from ingest.convert.geometry import ORTHONORMAL_TOL, orthonormality_error, values_to_rotation
 from ingest.convert.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.errors import EpisodeError
-from ingest.sources.base import SourceEpisodeRef, natural_key, parse_field
-from ingest.stages import quality
+from ingest.sources.base import SourceEpisodeRef, assemble_episode, natural_key, parse_field
 from ingest.video import declared_frames, frame_size
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
-from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
+from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, ExtraColumn, VideoSource
 from schemas.source_config import SourceConfig
 from schemas.sources_agibot import (
     ActionSegment,
@@ -511,23 +510,12 @@ def convert_episode(files: Files, cfg: AgibotConfig) -> Converted:
 
 
 def _part(ep_id: str, rec: Converted, rows: slice, cfg: AgibotConfig) -> CanonicalEpisode:
-    a = rec.arrays
-    has_action = bool(a.action_mask[rows].any())
     text = (
         (rec.task.caption, "source", rec.task.task_name) if rec.task is not None
         else (cfg.embodiment.replace("_", " "), "template", "")
     )  # fmt: skip
-    meta = EpisodeMeta(
-        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
-        quality_tier=quality.undecided_tier(has_action),
-        caption=text[0], caption_source=text[1], task_original=text[2],
-    )  # fmt: skip
-    whole = CanonicalEpisode(meta, a.state, a.action, a.state_mask, a.action_mask, videos=rec.videos,
-                             extra=rec.extra, annotations={SUBTASK: rec.subtasks},
-                             cameras=rec.cameras)  # fmt: skip
-    ep = whole.frames(rows)
-    ep.check()
-    return ep
+    return assemble_episode(ep_id, cfg, rec.arrays, text, rows=rows, videos=rec.videos, extra=rec.extra,
+                            annotations={SUBTASK: rec.subtasks}, cameras=rec.cameras)  # fmt: skip
 
 
 def _episode_dirs(root: Path) -> Iterator[str]:

@@ -8,10 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ingest.errors import EpisodeError
-from schemas.episode import CanonicalEpisode
+from ingest.stages.quality import undecided_tier
+from schemas.camera import CameraModel
+from schemas.canonical import VECTOR_DIM
+from schemas.episode import CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
 from schemas.pipelines import SourceConfig
 
 
@@ -48,6 +52,67 @@ class Source(Protocol):
         EpisodeError when the whole item is bad; a bad part of an item that holds several source episodes
         comes back as a `PartReject` in its place, and the good parts are still published."""
         ...
+
+
+class Vectors(Protocol):
+    """The 146-wide state and action of an episode and their masks (`ingest.stages.hands.assemble`)."""
+
+    state: np.ndarray  # float32 [T, 146]
+    action: np.ndarray
+    state_mask: np.ndarray  # bool [T, 146]
+    action_mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class Absent:
+    """No state and no action: zeros, every value masked (action-free video)."""
+
+    state: np.ndarray
+    action: np.ndarray
+    state_mask: np.ndarray
+    action_mask: np.ndarray
+
+    @classmethod
+    def of_length(cls, t: int) -> Absent:
+        zeros, masked = np.zeros((t, VECTOR_DIM), dtype=np.float32), np.zeros((t, VECTOR_DIM), dtype=bool)
+        return cls(zeros, zeros.copy(), masked, masked.copy())
+
+
+Text = tuple[str, str, str]  # (caption, caption_source, task_original)
+
+
+def assemble_episode(
+    ep_id: str,
+    cfg: SourceConfig,
+    vectors: Vectors,
+    text: Text,
+    *,
+    rows: slice | None = None,
+    has_action: bool | None = None,
+    quality_metrics: dict[str, float] | None = None,
+    videos: dict[str, VideoSource] | None = None,
+    extra: dict[str, ExtraColumn] | None = None,
+    annotations: dict[str, list[str]] | None = None,
+    cameras: list[CameraModel] | None = None,
+) -> CanonicalEpisode:
+    """The one way a source builds its canonical episode: the metadata (id, the section's embodiment,
+    `has_action`, the undecided tier, the caption triple, the source's own `quality_metrics`), the vectors
+    and what rides with them, cut to `rows` when given (`CanonicalEpisode.frames`), then checked against
+    the contract (ValueError naming the field). `has_action` defaults to: some action of `rows` is valid."""
+    if has_action is None:
+        has_action = bool((vectors.action_mask if rows is None else vectors.action_mask[rows]).any())
+    meta = EpisodeMeta(
+        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
+        quality_tier=undecided_tier(has_action), quality_metrics=quality_metrics or {},
+        caption=text[0], caption_source=text[1], task_original=text[2],
+    )  # fmt: skip
+    ep = CanonicalEpisode(
+        meta, vectors.state, vectors.action, vectors.state_mask, vectors.action_mask, videos=videos or {},
+        extra=extra or {}, annotations=annotations or {}, cameras=cameras or [],
+    )  # fmt: skip
+    ep = ep if rows is None else ep.frames(rows)
+    ep.check()
+    return ep
 
 
 def natural_key(text: str) -> list[tuple[int, int | str]]:

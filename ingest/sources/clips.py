@@ -33,10 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ingest.convert.resample import chunk_ranges, output_count
 from ingest.convert.text import clean_instruction
 from ingest.errors import EpisodeError
-from ingest.sources.base import SourceEpisodeRef, natural_key
+from ingest.sources.base import Absent, SourceEpisodeRef, assemble_episode, natural_key
 from ingest.video import frame_timestamps
-from schemas.canonical import VECTOR_DIM
-from schemas.episode import FPS, CanonicalEpisode, EpisodeMeta, VideoSource
+from schemas.episode import FPS, CanonicalEpisode, VideoSource
 from schemas.source_config import SourceConfig
 from schemas.sources_human import ClipSourceConfig, MissingVideos, Overlap
 
@@ -300,18 +299,11 @@ def caption(spec: ClipSpec) -> tuple[str, str, str]:
 def _episode(ep_id: str, frames: np.ndarray, video: Path, text: tuple[str, str, str],
              metrics: dict[str, float], cfg: ClipSourceConfig) -> CanonicalEpisode:  # fmt: skip
     t = len(frames)
-    zeros, masked = np.zeros((t, VECTOR_DIM), dtype=np.float32), np.zeros((t, VECTOR_DIM), dtype=bool)
-    meta = EpisodeMeta(
-        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=False, quality_tier="actionless",
+    return assemble_episode(
+        ep_id, cfg, Absent.of_length(t), text, has_action=False,
         quality_metrics={"duration_s": t / FPS, "frames": float(t), **metrics},
-        caption=text[0], caption_source=text[1], task_original=text[2],
-    )  # fmt: skip
-    ep = CanonicalEpisode(
-        meta=meta, state=zeros, action=zeros.copy(), state_mask=masked, action_mask=masked.copy(),
         videos={cfg.camera_key: VideoSource(path=video, frame_indices=frames)},
     )  # fmt: skip
-    ep.check()
-    return ep
 
 
 def build_episodes(spec: ClipSpec, cfg: ClipSourceConfig) -> list[CanonicalEpisode]:

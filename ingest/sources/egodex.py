@@ -19,11 +19,10 @@ from ingest.convert import eef, hands, resample
 from ingest.convert.camera import pose_rows
 from ingest.convert.geometry import orthonormality_error
 from ingest.errors import EpisodeError
-from ingest.sources.base import SourceEpisodeRef, natural_key
-from ingest.stages import quality
+from ingest.sources.base import SourceEpisodeRef, assemble_episode, natural_key
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
-from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
+from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, ExtraColumn, VideoSource
 from schemas.pipelines import EgoDexConfig, SourceConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)  # longer 10 Hz episodes are cut into parts `<id>#<part>`
@@ -203,23 +202,16 @@ def _episode(
                             None if conf is None else conf[s][rows], cfg.confidence_threshold)
         for s in SIDES
     }  # fmt: skip
-    arrays = hands.assemble(sides, rows.stop - rows.start)
-    meta = EpisodeMeta(
-        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=True,
-        quality_tier=quality.undecided_tier(True), caption=text[0], caption_source=text[1],
-        task_original=text[2],
-    )  # fmt: skip
     video = VideoSource(path=mp4, frame_indices=data.frames[rows].astype(np.int64))
-    ep = CanonicalEpisode(
-        meta=meta, state=arrays.state, action=arrays.action, state_mask=arrays.state_mask,
-        action_mask=arrays.action_mask, videos={cfg.camera_key: video},
-    )  # fmt: skip
+    extra, cameras = {}, []
     if intrinsic is not None:
         cam = camera_model(intrinsic, cfg.camera_key)
-        ep.extra[cam.pose_column] = ExtraColumn(pose_rows(data.camera[rows]), list(POSE_NAMES))
-        ep.cameras.append(cam)
-    ep.check()
-    return ep
+        extra[cam.pose_column] = ExtraColumn(pose_rows(data.camera[rows]), list(POSE_NAMES))
+        cameras.append(cam)
+    return assemble_episode(
+        ep_id, cfg, hands.assemble(sides, rows.stop - rows.start), text, has_action=True,
+        videos={cfg.camera_key: video}, extra=extra, cameras=cameras,
+    )  # fmt: skip
 
 
 class EgoDexSource:

@@ -32,12 +32,11 @@ from ingest.convert import eef, hands, mano, resample
 from ingest.convert.camera import pose_rows
 from ingest.convert.geometry import quaternion_to_matrix
 from ingest.errors import EpisodeError
-from ingest.sources.base import SourceEpisodeRef
-from ingest.stages import quality
+from ingest.sources.base import SourceEpisodeRef, assemble_episode
 from ingest.video import frame_size
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import N_KEYPOINTS, SIDES, Side
-from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
+from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, ExtraColumn, VideoSource
 from schemas.pipelines import Hot3dConfig, SourceConfig
 
 MAX_FRAMES = int(MAX_EPISODE_SECONDS * FPS)
@@ -460,19 +459,12 @@ def _episode(
                             data.present[s][rows], PRESENT)
         for s in SIDES if s in data.wrist
     }  # fmt: skip
-    arrays = hands.assemble(sides, rows.stop - rows.start)
-    meta = EpisodeMeta(
-        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=True,
-        quality_tier=quality.undecided_tier(True), caption=text, caption_source="template", task_original="",
-    )  # fmt: skip
     video = VideoSource(path=mp4, frame_indices=data.frames[rows].astype(np.int64))
-    ep = CanonicalEpisode(
-        meta=meta, state=arrays.state, action=arrays.action, state_mask=arrays.state_mask,
-        action_mask=arrays.action_mask, videos={cfg.camera_key: video},
-        extra={cam.pose_column: ExtraColumn(pose_rows(data.camera[rows]), list(POSE_NAMES))}, cameras=[cam],
+    return assemble_episode(
+        ep_id, cfg, hands.assemble(sides, rows.stop - rows.start), (text, "template", ""), has_action=True,
+        videos={cfg.camera_key: video}, cameras=[cam],
+        extra={cam.pose_column: ExtraColumn(pose_rows(data.camera[rows]), list(POSE_NAMES))},
     )  # fmt: skip
-    ep.check()
-    return ep
 
 
 class Hot3dSource:

@@ -35,7 +35,7 @@ from ingest.convert.geometry import invert_pose, values_to_rotation
 from ingest.convert.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.errors import EpisodeError
 from ingest.sources import lda_sim, lerobot_v3
-from ingest.sources.base import SourceEpisodeRef
+from ingest.sources.base import SourceEpisodeRef, assemble_episode
 from ingest.sources.lerobot_meta import (
     DatasetMeta,
     check_mapping,
@@ -46,7 +46,6 @@ from ingest.sources.lerobot_meta import (
     read_fields,
 )
 from ingest.sources.lerobot_models import EpisodeEntry, VideoWindow
-from ingest.stages import quality
 from ingest.video import declared_frames
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import SIDES, Side
@@ -55,7 +54,6 @@ from schemas.episode import (
     FPS,
     MAX_EPISODE_SECONDS,
     CanonicalEpisode,
-    EpisodeMeta,
     ExtraColumn,
     VideoSource,
 )
@@ -429,18 +427,9 @@ def convert_recording(ref: SourceEpisodeRef, cfg: LeRobotInputConfig) -> Convert
 
 
 def _part(ep_id: str, rec: Converted, rows: slice, cfg: LeRobotInputConfig) -> CanonicalEpisode:
-    a = rec.arrays
-    has_action = bool(a.action_mask[rows].any())
-    meta = EpisodeMeta(
-        source_episode_id=ep_id, embodiment=cfg.embodiment, has_action=has_action,
-        quality_tier=quality.undecided_tier(has_action),
-        caption=rec.task, caption_source="source", task_original=rec.task,
-    )  # fmt: skip
-    whole = CanonicalEpisode(meta, a.state, a.action, a.state_mask, a.action_mask, videos=rec.videos,
-                             extra=rec.extra, annotations=rec.annotations, cameras=rec.cameras)  # fmt: skip
-    ep = whole.frames(rows)
-    ep.check()
-    return ep
+    text = (rec.task, "source", rec.task)
+    return assemble_episode(ep_id, cfg, rec.arrays, text, rows=rows, videos=rec.videos, extra=rec.extra,
+                            annotations=rec.annotations, cameras=rec.cameras)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- source

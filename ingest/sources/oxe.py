@@ -44,11 +44,10 @@ from ingest.convert import hands, resample
 from ingest.convert.geometry import values_to_rotation
 from ingest.convert.robot import eef_poses, gripper_to_unit, offset_transform, robot_side
 from ingest.errors import EpisodeError
-from ingest.sources.base import PartReject, SourceEpisodeRef, parse_field
+from ingest.sources.base import PartReject, SourceEpisodeRef, assemble_episode, parse_field
 from ingest.sources.rlds import FeatureSpec, PayloadError, RecordError, RldsDataset, RldsEpisode, RldsError
-from ingest.stages import quality
 from schemas.canonical import Side
-from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
+from schemas.episode import FPS, MAX_EPISODE_SECONDS, CanonicalEpisode, ExtraColumn, VideoSource
 from schemas.source_config import SourceConfig
 from schemas.sources_oxe import NamedField, OxeConfig
 
@@ -354,19 +353,11 @@ def convert_record(
     out = []
     for part, (start, stop) in enumerate(ranges):
         arrays, extra, videos = _part(conv, slice(start, stop))
-        has_action = bool(arrays.action_mask.any())
-        meta = EpisodeMeta(
-            source_episode_id=ep_id if len(ranges) == 1 else f"{ep_id}#{part}", embodiment=cfg.embodiment,
-            has_action=has_action, quality_tier=quality.undecided_tier(has_action),
-            quality_metrics={} if success is None else {"success": success},
-            caption=text[0], caption_source=text[1], task_original=text[2],
-        )  # fmt: skip
-        episode = CanonicalEpisode(
-            meta=meta, state=arrays.state, action=arrays.action, state_mask=arrays.state_mask,
-            action_mask=arrays.action_mask, videos=videos, extra=extra,
-        )  # fmt: skip
-        episode.check()
-        out.append(episode)
+        part_id = ep_id if len(ranges) == 1 else f"{ep_id}#{part}"
+        metrics = {} if success is None else {"success": success}
+        out.append(
+            assemble_episode(part_id, cfg, arrays, text, quality_metrics=metrics, videos=videos, extra=extra)
+        )
     return out
 
 
