@@ -50,12 +50,16 @@ def timed(cmd: list, repeat: int) -> tuple[float, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--keep", type=Path, required=True, help="folder for the dataset (reused if built)")
     parser.add_argument("--episodes", type=int, default=1000)
     parser.add_argument("--frames", type=int, default=90, help="source frames per episode (30 Hz)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sample", action="append", default=None, help="--sample values to time (repeatable)")
+    parser.add_argument(
+        "--sample", action="append", default=None, help="--sample values to time (repeatable)"
+    )
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     root = build(args.keep, args.episodes, args.frames, args.workers)

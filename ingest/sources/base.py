@@ -21,6 +21,9 @@ class SourceEpisodeRef(BaseModel):
     model_config = ConfigDict(frozen=True)
     source_episode_id: str
     files: dict[str, str]  # role ("hdf5", "mp4", ...) -> absolute path
+    # The source's own record of this episode (JSON), when discovery has parsed it out of an index file
+    # too big to parse again in every worker (Ego4D, EPIC-KITCHENS: `clips.ClipSpec`).
+    record: str | None = None
 
 
 @dataclass(frozen=True)
