@@ -186,3 +186,10 @@ def test_a_cluster_that_refuses_the_driver_is_one_line(
     argv = ["run", "egodex", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--address", "10.0.0.1:6"]
     code, err = _run("ingest", argv, capsys)
     assert code == ExitCode.REFUSED and "RAY_AUTH_TOKEN" in _one_line(err, "ingest") and "10.0.0.1:6 " in err
+
+
+def test_validate_sample_that_is_neither_a_count_nor_a_fraction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run("ingest", ["validate", str(tmp_path), "--sample", "2.5"], capsys)
+    assert code == ExitCode.REFUSED and "--sample 2.5" in _one_line(err, "ingest")
