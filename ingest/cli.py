@@ -272,17 +272,32 @@ def _caption(
 
 
 @app.command()
-def validate(path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/NAME).")]) -> None:
+def validate(
+    path: Annotated[Path, typer.Argument(help="A dataset folder (ROOT/NAME).")],
+    sample: Annotated[
+        float | None,
+        typer.Option(
+            help="Decode the videos and latents of only this many episodes (or this fraction, < 1), drawn "
+            "at random; meta, Parquet and indices are still checked in full. Default: decode everything."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --sample draw.")] = 0,
+) -> None:
     """Check a dataset against the contract; exit 0 only when every check holds."""
     from ingest.validate import validate_dataset
 
-    problems = validate_dataset(path)
+    problems = validate_dataset(path, sample=sample, seed=seed)
     for p in problems:
         typer.echo(f"{p.file}: {p.field}: {p.message}", err=True)
     if problems:
         typer.echo(f"{len(problems)} problem(s) in {path}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{path}: valid")
+    drawn = (
+        ""
+        if sample is None
+        else f" (videos and latents of a sample decoded: --sample {sample:g} --seed {seed})"
+    )
+    typer.echo(f"{path}: valid{drawn}")
 
 
 @app.command()

@@ -8,6 +8,8 @@ import warnings
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from schemas.errors import Refused
+
 
 def init_ray(address: str | None, workers: int | None) -> tuple[bool, int]:
     """Start an embedded Ray (default) or join the cluster at `address`.
@@ -20,7 +22,7 @@ def init_ray(address: str | None, workers: int | None) -> tuple[bool, int]:
 
     started = not ray.is_initialized()
     if started and address:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        join_cluster(address)
     elif started:
         ray.init(
             address="local",  # a new embedded instance, never a `ray start` cluster found on this machine
@@ -32,6 +34,20 @@ def init_ray(address: str | None, workers: int | None) -> tuple[bool, int]:
             log_to_driver=False,
         )
     return started, workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def join_cluster(address: str) -> None:
+    """`ray.init(address=...)`, refused in one line (exit 2) when the cluster cannot be joined."""
+    import ray
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except ConnectionError as e:
+        raise Refused(
+            f"cannot join the Ray cluster at {address} ({e})",
+            "check the address, and that RAY_AUTH_MODE=token and RAY_AUTH_TOKEN are the cluster's "
+            "(Ray's token authentication; README, 'A Ray cluster')",
+        ) from None
 
 
 def shutdown_ray(started: bool) -> None:

@@ -2,6 +2,11 @@
 
 `validate_dataset(root)` returns a list of Problems (empty = valid); each names the file (relative to the
 dataset root), the field and, for per-episode problems, the episode.
+
+`sample` (`ingest validate --sample N`, or a fraction) keeps every check of `meta/`, of every Parquet file
+(columns, values, the global index) and of every file's presence, but decodes the videos and reads the
+latents of only a random, seeded sample of episodes; the other latents files have their header and
+frame indices checked. The full check (the default) decodes everything.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from schemas.camera import CAMERAS_PATH, POSE_NAMES, CameraRecord
 from schemas.canonical import VECTOR_DIM, dimension_names
 from schemas.card import DatasetCard
 from schemas.episode import ANNOTATION_PREFIX, FPS, MAX_EPISODE_SECONDS
+from schemas.errors import Refused
 from schemas.latents import FRAME_INDEX_KEY, LATENTS_KEY, LATENTS_META_PATH, LatentsMeta
 from schemas.lerobot import (
     CAMERA_NAMES,
@@ -493,12 +499,12 @@ def _check_video(root: Path, info: InfoJson, ep: _Episode, key: str, report: Rep
 
 
 def _check_episode_files(
-    root: Path, info: InfoJson, ep: _Episode, tasks: list[str], check_videos: bool
+    root: Path, info: InfoJson, ep: _Episode, tasks: list[str], decode: bool
 ) -> _EpisodeResult:
     out = _EpisodeResult()
     _check_parquet(root, info, ep, tasks, out)
     for key in info.video_keys():
-        if check_videos:
+        if decode:
             _check_video(root, info, ep, key, out.problems)
         elif not (root / video_path(ep.episode_index, key)).is_file():
             _add(out.problems, video_path(ep.episode_index, key), "(file)", "missing", ep.episode_index)
@@ -694,35 +700,48 @@ def _check_cameras(root: Path, info: InfoJson, episodes: list[_Episode], report:
 # Cached latents (CONTRACT.md section 7)
 
 
-def _check_latent_file(root: Path, rel: str, meta: LatentsMeta, length: int, report: Report, i: int) -> None:
+def _read_latents(path: Path, decode: bool) -> tuple[str, tuple[int, ...], np.ndarray | None, np.ndarray]:
+    """(dtype, shape, the latents when `decode`, frame indices): without `decode`, only the header and the
+    small frame-index tensor are read."""
     from safetensors import safe_open
 
+    with safe_open(str(path), framework="numpy") as f:
+        frames = f.get_tensor(FRAME_INDEX_KEY)
+        if decode:
+            latents = f.get_tensor(LATENTS_KEY)
+            return str(latents.dtype), latents.shape, latents, frames
+        header = f.get_slice(LATENTS_KEY)
+        dtype = {"F16": "float16", "F32": "float32", "BF16": "bfloat16"}.get(
+            header.get_dtype(), header.get_dtype()
+        )
+        return dtype, tuple(header.get_shape()), None, frames
+
+
+def _check_latent_file(
+    root: Path, rel: str, meta: LatentsMeta, length: int, report: Report, i: int, decode: bool = True
+) -> None:
     if not (root / rel).is_file():
         _add(report, rel, "file", "latents file missing", i)
         return
     try:
-        with safe_open(str(root / rel), framework="numpy") as f:
-            latents, frames = f.get_tensor(LATENTS_KEY), f.get_tensor(FRAME_INDEX_KEY)
+        dtype, shape, latents, frames = _read_latents(root / rel, decode)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one problem
         _add(report, rel, "file", f"unreadable safetensors: {e}", i)
         return
     want = (len(range(0, length, meta.stride)), meta.n_tokens, meta.dim)
-    if latents.dtype != np.float16 or latents.shape != want:
-        _add(
-            report,
-            rel,
-            LATENTS_KEY,
-            f"expected float16{list(want)}, got {latents.dtype}{list(latents.shape)}",
-            i,
-        )
-    elif not np.isfinite(latents).all():
+    if dtype != "float16" or shape != want:
+        _add(report, rel, LATENTS_KEY, f"expected float16{list(want)}, got {dtype}{list(shape)}", i)
+    elif latents is not None and not np.isfinite(latents).all():
         _add(report, rel, LATENTS_KEY, "NaN or inf in the latents", i)
     if not np.array_equal(frames, np.arange(0, length, meta.stride)):
         _add(report, rel, FRAME_INDEX_KEY, f"expected every {meta.stride}th frame of {length}", i)
 
 
-def _check_latents(root: Path, info: InfoJson, episodes: list[_Episode], report: Report) -> None:
-    """When a latents cache exists: its meta parses and covers every episode and camera, shapes agree."""
+def _check_latents(
+    root: Path, info: InfoJson, episodes: list[_Episode], decode: set[int] | None, report: Report
+) -> None:
+    """When a latents cache exists: its meta parses and covers every episode and camera, shapes agree; the
+    latents of the episodes in `decode` (all when None) are read and must be finite."""
     if not (root / LATENTS_META_PATH).exists():
         if (root / "latents").exists():
             _add(report, LATENTS_META_PATH, "file", "latents/ exists but meta/latents.json is missing")
@@ -733,10 +752,11 @@ def _check_latents(root: Path, info: InfoJson, episodes: list[_Episode], report:
         return
     if sorted(meta.cameras) != sorted(info.video_keys()):
         _add(report, LATENTS_META_PATH, "cameras", f"{meta.cameras} != cameras {info.video_keys()}")
-    for ep in episodes:
+    for pos, ep in enumerate(episodes):
         for cam in info.video_keys():
             rel = meta.file_path(ep.episode_index, cam)
-            _check_latent_file(root, rel, meta, ep.length, report, ep.episode_index)
+            full = decode is None or pos in decode
+            _check_latent_file(root, rel, meta, ep.length, report, ep.episode_index, full)
 
 
 def _map(fn: Callable, items: list, workers: int) -> list:
@@ -750,11 +770,32 @@ def _map(fn: Callable, items: list, workers: int) -> list:
 # Entry point
 
 
-def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) -> list[Problem]:
+def check_sample(sample: float | None) -> None:
+    if sample is not None and (sample <= 0 or (sample >= 1 and sample != int(sample))):
+        raise Refused(f"--sample {sample:g} is neither a number of episodes nor a fraction",
+                      "give a whole number of episodes (1, 2, ...) or a fraction in (0, 1)")  # fmt: skip
+
+
+def sample_positions(n: int, sample: float | None, seed: int = 0) -> set[int] | None:
+    """Which of `n` episodes (positions in episodes.jsonl) have their videos and latents decoded: all
+    (None) without `sample`; else `sample` of them (a whole number >= 1) or that fraction of them (0 < sample
+    < 1, at least one), drawn at random with `seed`."""
+    if sample is None:
+        return None
+    check_sample(sample)
+    k = int(sample) if sample >= 1 else math.ceil(sample * n)
+    return set(np.random.default_rng(seed).choice(n, size=min(n, k), replace=False).tolist())
+
+
+def validate_dataset(
+    root: Path, check_videos: bool = True, workers: int = 8, sample: float | None = None, seed: int = 0
+) -> list[Problem]:
     """Check a dataset folder against the contract; [] means valid.
 
-    `check_videos=False` only checks that every MP4 exists (no decoding).
+    `check_videos=False` only checks that every MP4 exists (no decoding). `sample` decodes the videos and
+    latents of a random sample of episodes only (`sample_positions`); every other check stays whole.
     """
+    check_sample(sample)
     report: Report = []
     info = _load_info(root, report)
     episodes = _load_jsonl(root, EPISODES_PATH, EpisodeRecord, report, lenient=_Episode)
@@ -776,8 +817,13 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
     if card is not None:
         _check_card(card, info, episodes, None if rejects is None else len(rejects), report)
     task_strings = [t.task for t in tasks]
+    decode = sample_positions(len(episodes), sample, seed)
     results = _map(
-        lambda ep: _check_episode_files(root, info, ep, task_strings, check_videos), episodes, workers
+        lambda pos_ep: _check_episode_files(
+            root, info, pos_ep[1], task_strings, check_videos and (decode is None or pos_ep[0] in decode)
+        ),
+        list(enumerate(episodes)),
+        workers,
     )
     for res in results:
         report.extend(res.problems)
@@ -787,5 +833,5 @@ def validate_dataset(root: Path, check_videos: bool = True, workers: int = 8) ->
     _check_half_published(root, episodes, report)
     _check_gr00t_files(root, info, report)
     _check_cameras(root, info, episodes, report)
-    _check_latents(root, info, episodes, report)
+    _check_latents(root, info, episodes, decode, report)
     return report

@@ -169,3 +169,27 @@ def test_train_launch_with_an_unknown_config(tmp_path: Path, capsys: pytest.Capt
     argv = ["launch", "--mixture", str(mixture), "--root", str(root), "--config", "huge", "--no-progress"]
     code, err = _run("train", [*argv, "--out", str(tmp_path / "run")], capsys)
     assert code == ExitCode.REFUSED and "unknown model config 'huge'" in _one_line(err, "train")
+
+
+def test_a_cluster_that_refuses_the_driver_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What Ray raises for a wrong address or a missing / wrong token (Ray's token authentication)."""
+    import ray
+
+    def refuse(**_: object) -> None:
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.1:6")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    write_dataset(tmp_path / "in", 1, 20)
+    argv = ["run", "egodex", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--address", "10.0.0.1:6"]
+    code, err = _run("ingest", argv, capsys)
+    assert code == ExitCode.REFUSED and "RAY_AUTH_TOKEN" in _one_line(err, "ingest") and "10.0.0.1:6 " in err
+
+
+def test_validate_sample_that_is_neither_a_count_nor_a_fraction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run("ingest", ["validate", str(tmp_path), "--sample", "2.5"], capsys)
+    assert code == ExitCode.REFUSED and "--sample 2.5" in _one_line(err, "ingest")

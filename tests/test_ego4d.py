@@ -121,6 +121,50 @@ def test_overlap_reject_policy(fixture: human.Fixture) -> None:
     assert index["vid-b/narration_pass_1/0"].problem[1].startswith("segment 2.000-6.000 s overlaps vid-b/")
 
 
+def test_a_worker_converts_its_ref_without_the_annotation_files(tmp_path: Path) -> None:
+    """Discovery parses the annotations once; each ref carries its clip (issue 17 item 5)."""
+    fx = human.write_ego4d(tmp_path / "in")
+    cfg = _cfg()
+    refs = [r.model_dump_json() for r in ego4d.SOURCE.discover(fx.root, cfg)]  # what the workers receive
+    for annotation in (fx.root / "v2/annotations").iterdir():
+        annotation.unlink()
+    episodes, _ = _convert_all(fx, cfg)  # the driver's cached index: same clips
+    from ingest.sources.base import SourceEpisodeRef
+
+    for raw in refs:
+        ref = SourceEpisodeRef.model_validate_json(raw)
+        (got,) = ego4d.SOURCE.convert(ref, cfg)
+        want = episodes[ref.source_episode_id]
+        assert (
+            got.meta == want.meta
+            and got.videos[CAM].frame_indices.tolist() == want.videos[CAM].frame_indices.tolist()
+        )
+    bare = SourceEpisodeRef.model_validate_json(refs[0]).model_copy(update={"record": None})
+    with pytest.raises(EpisodeError, match="carries no clip"):
+        ego4d.SOURCE.convert(bare, cfg)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [('{"vid-a": {}, ', "cannot read"), ("[]", "expected an object keyed by video_uid"), ('{"a" 1}', "':'")],
+)
+def test_narration_file_read_one_video_at_a_time_names_bad_json(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "narration.json").write_text(text)
+    with pytest.raises(EpisodeError, match=message):
+        ego4d.narration_specs(tmp_path / "narration.json", _cfg())
+    one = '{"narration_pass_1": {"narrations": [{"timestamp_sec": 3, "narration_text": "#C C a"}]}}'
+    (tmp_path / "narration.json").write_text(f' {{ "u1" : {one} , "u2": {{}} }}\n')
+    (spec,) = ego4d.narration_specs(tmp_path / "narration.json", _cfg())
+    assert (spec.clip_id, spec.start_s, spec.end_s, spec.text) == (
+        "u1/narration_pass_1/0",
+        1.0,
+        5.0,
+        "#C C a",
+    )
+
+
 def test_nearest_frame_ties_go_to_the_earlier_frame() -> None:
     times = np.arange(10) / 25  # 25 fps: 0.1 s is exactly between frames 2 and 3
     assert clips.nearest_frames(times, np.array([0.0, 0.1, 0.2, 0.3, 0.13, 5.0])).tolist() == [

@@ -104,6 +104,32 @@ def test_corrupt_video_is_a_named_reject_and_the_rest_is_cached(dataset: Path, m
     assert [(p.file, p.field) for p in problems] == [(latents_path(1, CAM), "file")]
 
 
+def _rewrite(path: Path, change) -> None:
+    from safetensors.numpy import save_file
+
+    with safe_open(str(path), framework="numpy") as f:
+        names, header = f.keys(), f.metadata()
+        tensors = {k: f.get_tensor(k) for k in names}
+    save_file(change(tensors), str(path), metadata=header)
+
+
+def test_validate_sample_reads_the_drawn_latents_and_the_headers_of_all(
+    dataset: Path, model_dir: Path
+) -> None:
+    from ingest.validate import sample_positions
+
+    run_latents(_opts(dataset, model_dir))
+    _rewrite(_file(dataset, 1), lambda t: {**t, "latents": np.full_like(t["latents"], np.nan)})
+    _rewrite(_file(dataset, 2), lambda t: {**t, "latents": t["latents"][:, :100]})
+    nan, shape = (latents_path(1, CAM), "latents"), (latents_path(2, CAM), "latents")
+    assert {(p.file, p.field) for p in validate_dataset(dataset, check_videos=False)} == {nan, shape}
+    seed = next(s for s in range(100) if sample_positions(3, 1, s) == {0})
+    problems = validate_dataset(dataset, sample=1, seed=seed)
+    assert [(p.file, p.field) for p in problems] == [shape] and "float16[5, 196, 32]" in problems[0].message
+    result = CliRunner().invoke(app, ["validate", str(dataset), "--sample", "0.5", "--seed", "0"])
+    assert result.exit_code == 1 and "episode_000002" in result.output
+
+
 def test_other_stride_is_refused(dataset: Path, model_dir: Path) -> None:
     run_latents(_opts(dataset, model_dir))
     with pytest.raises(ValueError, match="stride"):

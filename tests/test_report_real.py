@@ -15,7 +15,6 @@ import pytest
 from ingest.report.build import write_report
 from ingest.report.episode import StripOptions
 from ingest.report.rrd import write_recording
-from schemas.sources_hot3d import MANO_DIR_ENV
 from tests.browser import Browser, chromium
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -30,8 +29,7 @@ def _hot3d(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from tests.fixtures import hot3d as fh
     from tests.fixtures import mano as fm
 
-    fm.write_model(tmp / "mano")
-    monkeypatch.setenv(MANO_DIR_ENV, str(tmp / "mano"))  # a generated MANO-like model (no real weights here)
+    fm.write_model(tmp / "mano")  # a generated MANO-like model (no real weights here), given as --mano-dir
     fh.real_stand_in(REAL / "hot3d" / "data_sample", tmp / "in")
     return tmp / "in"
 
@@ -83,10 +81,10 @@ def browser():
         yield b
 
 
-def _ingest(section: str, inp: Path, out: Path) -> Path:
+def _ingest(section: str, inp: Path, out: Path, mano: Path | None) -> Path:
     from ingest.job import RunOptions, run
 
-    run(RunOptions(source=section, input=inp, output=out, workers=1, progress=False, limit=2))
+    run(RunOptions(source=section, input=inp, output=out, workers=1, progress=False, limit=2, mano_dir=mano))
     return out / section
 
 
@@ -97,7 +95,10 @@ def test_report_and_view_of_a_real_sample(
     folder, make_input, drawn = SAMPLES[section]
     if not (REAL / folder).is_dir():
         pytest.skip(f"needs ../shared/realdata/{folder}")
-    root = _ingest(section, make_input(tmp_path, monkeypatch), tmp_path / "out")
+    mano = tmp_path / "mano"  # written by the hot3d input's maker
+    root = _ingest(
+        section, make_input(tmp_path, monkeypatch), tmp_path / "out", mano if mano.is_dir() else None
+    )
     info = json.loads((root / "meta/info.json").read_text())
     write_report(root, tmp_path / "report", None, StripOptions(frames=3), workers=1)
     visit = browser.visit(

@@ -13,12 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingest.convert.camera import pose_rows
-from ingest.validate import Problem, max_episode_length, validate_dataset
+from ingest.validate import Problem, max_episode_length, sample_positions, validate_dataset
 from ingest.video import transcode
 from ingest.writer import finalize_meta, publish_episode, stage_episode
 from schemas.camera import POSE_NAMES, CameraModel, pose_column
 from schemas.canonical import VECTOR_DIM
 from schemas.episode import CanonicalEpisode, EpisodeMeta, ExtraColumn, VideoSource
+from schemas.errors import Refused
 from schemas.lerobot import data_path, video_path
 from schemas.pipelines import VideoConfig
 from tests.fixtures.configs import CAM, SRC_CFG, VCFG, make_source
@@ -130,6 +131,33 @@ def test_video_with_too_few_frames(ds: Path, good: Path) -> None:
     problems = validate_dataset(ds)
     assert where(problems) == {(VID1, "frames")}
     assert "3 frames, episode length 5" in problems[0].message
+
+
+def test_sample_draws_a_seeded_subset() -> None:
+    picked = sample_positions(1000, 50, seed=3)
+    assert len(picked) == 50 and picked == sample_positions(1000, 50, seed=3) and max(picked) < 1000
+    assert picked != sample_positions(1000, 50, seed=4)
+    assert len(sample_positions(1000, 0.05)) == 50 and len(sample_positions(10, 0.01)) == 1
+    assert sample_positions(3, 7) == {0, 1, 2} and sample_positions(3, None) is None
+    for bad in (0, -1, 2.5):
+        with pytest.raises(Refused, match="--sample"):
+            sample_positions(10, bad)
+
+
+def _seed_leaving_out(position: int) -> int:
+    return next(s for s in range(100) if position not in sample_positions(len(LENGTHS), 1, s))
+
+
+def test_sample_decodes_only_the_drawn_videos_and_checks_the_rest_in_full(ds: Path, good: Path) -> None:
+    transcode(good.parent / "src.mp4", np.arange(3), ds / VID1, VCFG)  # found only by decoding
+    edit_column(ds / data_path(2), "index", lambda v: v + 3)  # found by reading the Parquet files
+    (ds / video_path(0, CAM)).unlink()  # found by listing the files
+    full = {(VID1, "frames"), (data_path(2), "index"), (video_path(0, CAM), "(file)")}
+    assert where(validate_dataset(ds)) == full
+    assert where(validate_dataset(ds, sample=1, seed=_seed_leaving_out(1))) == full - {(VID1, "frames")}
+    picked = next(s for s in range(100) if sample_positions(len(LENGTHS), 1, s) == {1})
+    assert where(validate_dataset(ds, sample=1, seed=picked)) == full
+    assert where(validate_dataset(ds, sample=0.99)) == full
 
 
 def test_video_of_other_size(ds: Path, good: Path) -> None:

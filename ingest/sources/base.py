@@ -25,6 +25,9 @@ class SourceEpisodeRef(BaseModel):
     model_config = ConfigDict(frozen=True)
     source_episode_id: str
     files: dict[str, str]  # role ("hdf5", "mp4", ...) -> absolute path
+    # The source's own record of this episode (JSON), when discovery has parsed it out of an index file
+    # too big to parse again in every worker (Ego4D, EPIC-KITCHENS: `clips.ClipSpec`).
+    record: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Source(Protocol):
 
 
 class Vectors(Protocol):
-    """The 146-wide state and action of an episode and their masks (`ingest.stages.hands.assemble`)."""
+    """The 146-wide state and action of an episode and their masks (`ingest.convert.hands.assemble`)."""
 
     state: np.ndarray  # float32 [T, 146]
     action: np.ndarray

@@ -137,25 +137,29 @@ def select(specs: Iterable[ClipSpec], missing_videos: MissingVideos) -> dict[str
 
 
 def refs_for(specs: Iterable[ClipSpec], root: Path) -> list[SourceEpisodeRef]:
-    """One SourceEpisodeRef per clip, sorted by video then start time."""
+    """One SourceEpisodeRef per clip, sorted by video then start time, carrying its ClipSpec: a worker
+    converts it without reading the annotation files again."""
     refs = []
     for s in sorted(specs, key=lambda s: (natural_key(s.video_id), s.start_s, natural_key(s.clip_id))):
         files = {"video": s.video} if s.video else {}
         files |= {"annotation": s.annotation, "root": str(root)}
-        refs.append(SourceEpisodeRef(source_episode_id=s.clip_id, files=files))
+        refs.append(SourceEpisodeRef(source_episode_id=s.clip_id, files=files, record=s.model_dump_json()))
     return refs
 
 
-def lookup(index: dict[str, ClipSpec], ref: SourceEpisodeRef) -> ClipSpec:
-    if ref.source_episode_id not in index:
-        raise EpisodeError(ref.files.get("root", ""), "source_episode_id",
-                           f"{ref.source_episode_id!r} is not in the annotations any more")  # fmt: skip
-    return index[ref.source_episode_id]
+def spec_of(ref: SourceEpisodeRef) -> ClipSpec:
+    """The clip a discovered ref carries."""
+    if ref.record is None:
+        msg = f"{ref.source_episode_id!r} carries no clip: discover the input again"
+        raise EpisodeError(ref.files.get("annotation", ""), "record", msg)
+    return ClipSpec.model_validate_json(ref.record)
 
 
 class ClipSource:
     """The `Source` (ingest/sources/base.py) of an action-free video format: the format's module only
-    parses its annotations, `clip_index(root, cfg_json) -> {clip id: ClipSpec}` (cached per worker)."""
+    parses its annotations, `clip_index(root, cfg_json) -> {clip id: ClipSpec}`, once, where discovery
+    runs (the driver; cached there). Each ref carries its own clip, so a worker never parses the
+    annotations (Ego4D's `narration.json` is ~0.5 GB): it gets only its episodes' rows."""
 
     def __init__(
         self,
@@ -184,9 +188,7 @@ class ClipSource:
         return [f"{s.where} ({s.video_id})" for s in specs if s.skipped]
 
     def convert(self, ref: SourceEpisodeRef, cfg: SourceConfig) -> list[CanonicalEpisode]:
-        cfg = self._config(cfg)
-        spec = lookup(self.clip_index(ref.files["root"], cfg.model_dump_json()), ref)
-        return build_episodes(spec, cfg)
+        return build_episodes(spec_of(ref), self._config(cfg))
 
 
 # ---------------------------------------------------------------------------------------------- video

@@ -15,6 +15,8 @@ A video_uid missing from `ego4d.json` (when there is one) is rejected as unknown
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from ingest.errors import EpisodeError
 from ingest.sources import clips
 from ingest.sources.clips import ClipSpec
 from schemas.sources_human import Ego4DConfig
+
+_WS = re.compile(r"[ \t\n\r]*")
 
 
 class Narration(BaseModel):
@@ -101,12 +105,37 @@ def _narration_spec(uid: str, pass_name: str, i: int, raw: Any, path: Path, cfg:
     )  # fmt: skip
 
 
-def narration_specs(path: Path, cfg: Ego4DConfig) -> list[ClipSpec]:
-    data = _read_json(path)
-    if not isinstance(data, dict):
+def _object_items(path: Path) -> Iterator[tuple[str, Any]]:
+    """The members of the JSON object in `path`, one at a time: only one video's narrations are ever
+    decoded at once (the whole tree of Ego4D's ~0.8 GB `narration.json` would take ~3 GB more)."""
+    try:
+        text = path.read_text()
+    except (OSError, ValueError) as e:
+        raise EpisodeError(path, "json", f"cannot read: {e}", stage="discover") from e
+    decoder, pos = json.JSONDecoder(), _WS.match(text, 0).end()
+    if not text.startswith("{", pos):
         raise EpisodeError(path, "json", "expected an object keyed by video_uid", stage="discover")
+    pos = _WS.match(text, pos + 1).end()
+    try:
+        while not text.startswith("}", pos):
+            key, pos = decoder.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end()
+            if not isinstance(key, str) or not text.startswith(":", pos):
+                raise ValueError(f"expected a video_uid and ':' at char {pos}")
+            value, pos = decoder.raw_decode(text, _WS.match(text, pos + 1).end())
+            yield key, value
+            pos = _WS.match(text, pos).end()
+            if text.startswith(",", pos):
+                pos = _WS.match(text, pos + 1).end()
+            elif not text.startswith("}", pos):
+                raise ValueError(f"expected ',' or '}}' at char {pos}")
+    except ValueError as e:
+        raise EpisodeError(path, "json", f"cannot read: {e}", stage="discover") from e
+
+
+def narration_specs(path: Path, cfg: Ego4DConfig) -> list[ClipSpec]:
     specs = []
-    for uid, video in data.items():
+    for uid, video in _object_items(path):
         for pass_name in cfg.narration_passes:
             block = video.get(pass_name) if isinstance(video, dict) else None
             narrations = block.get("narrations", []) if isinstance(block, dict) else []
@@ -182,7 +211,7 @@ def _resolve(spec: ClipSpec, videos: dict[str, Path], known: set[str] | None) ->
 
 @lru_cache(maxsize=2)
 def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
-    """Every clip of the input by id (parsed once per worker process)."""
+    """Every clip of the input by id (parsed once, where discovery runs: the refs carry their clips)."""
     cfg = Ego4DConfig.model_validate_json(cfg_json)
     path = Path(root)
     videos, known = clips.find_videos(path, cfg.video_extensions), known_uids(path)

@@ -151,7 +151,7 @@ def _resolve(spec: ClipSpec, videos: dict[str, Path], known: set[str] | None) ->
 
 @lru_cache(maxsize=2)
 def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
-    """Every clip of the input by id (parsed once per worker process)."""
+    """Every clip of the input by id (parsed once, where discovery runs: the refs carry their clips)."""
     cfg = EpicConfig.model_validate_json(cfg_json)
     path = Path(root)
     files = [f for name in cfg.annotation_files if (f := clips.find_file(path, name)) is not None]

@@ -106,7 +106,7 @@ def class_folder_specs(root: Path, cfg: Ssv2Config, labels: dict[str, int]) -> l
 
 @lru_cache(maxsize=2)
 def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
-    """Every clip of the input by id (parsed once per worker process)."""
+    """Every clip of the input by id (parsed once, where discovery runs: the refs carry their clips)."""
     cfg = Ssv2Config.model_validate_json(cfg_json)
     path = Path(root)
     labels = read_labels(clips.find_file(path, cfg.labels_file))

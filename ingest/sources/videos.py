@@ -112,7 +112,7 @@ def _whole_video(rel: str, path: Path) -> ClipSpec:
 
 @lru_cache(maxsize=2)
 def clip_index(root: str, cfg_json: str) -> dict[str, ClipSpec]:
-    """Every clip of the input by id (parsed once per worker process)."""
+    """Every clip of the input by id (parsed once, where discovery runs: the refs carry their clips)."""
     cfg = VideosConfig.model_validate_json(cfg_json)
     folder = Path(root)
     videos = list_videos(folder, cfg)
