@@ -20,10 +20,10 @@ import pytest
 
 from catalog.index import build
 from catalog.mixture import write_mixture
+from catalog.mixture_file import Mixture, MixtureEntry
 from ingest.job import RunOptions, run
 from ingest.latents_job import LatentsOptions, run_latents
 from ingest.validate import validate_dataset
-from schemas.catalog import Mixture, MixtureEntry
 from schemas.latents import LatentsConfig
 from tests.fixtures.dino import save_tiny_dino
 from tests.fixtures.egodex import write_dataset
