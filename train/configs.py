@@ -126,6 +126,7 @@ CONFIGS: dict[str, ModelConfig] = {
         latent_residual=True,
         latent_residual_scale=2.5,
         prediction="data",
+        action_loss="l1",  # the median: a rarely moving gripper stays put (BENCHMARKS "Does it learn?")
     ),
     # About 0.50 B parameters: narrower and shallower than 1b, head dim 64.
     "0.5b": ModelConfig(name="0.5b", hidden=896, layers=12, heads=14, dropout=0.1),
