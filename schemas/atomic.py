@@ -14,11 +14,13 @@ from pathlib import Path
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield the temporary path to write `path`'s new content to (`.<name>.<pid>.tmp` beside it, so two
-    processes never share one); when the block ends without an error it replaces `path` in one rename,
-    otherwise it is removed and the error goes on. The parent folder is created."""
+    """Yield the temporary path to write `path`'s new content to (`.<name>.tmp` beside it); when the block
+    ends without an error it replaces `path` in one rename, otherwise it is removed and the error goes on.
+    The parent folder is created. The name is fixed, not per process: a run killed (SIGKILL: no cleanup)
+    while writing leaves `.<name>.tmp`, and the re-run that writes `path` again reuses and removes it (a
+    per-process name would stay in the dataset forever). One writer per file: the dataset lock sees to it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
