@@ -69,6 +69,7 @@ def run_ingest(
 ) -> dict[str, float]:
     cmd = [str(Path(sys.executable).parent / "ingest"), "run", source, "--input", str(inp)]
     cmd += ["--output", str(out), "--workers", str(workers), "--no-progress", "--max-reject-ratio", "0"]
+    cmd += ["--duplicates", "keep"]  # --real's copies are the same content: publish them all
     cmd += ["--pipelines", str(pipelines)] if pipelines else []
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
